@@ -1,0 +1,30 @@
+# Every target sets itself up on a fresh machine: a .venv with jaxmoda installed, then the work.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: test demo bench install clean
+
+$(STAMP): setup.py
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# The whole suite on CPU with 8 fake devices (tests/conftest.py).
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+# Trains the tiny models on bundled data and writes pictures under demo_out/.
+demo: $(STAMP)
+	$(PY) -m jaxmoda.demo --out demo_out
+
+bench: $(STAMP)
+	$(PY) -m jaxmoda.bench --config configs/dit/tiny.py
+	$(PY) -m jaxmoda.bench --config configs/dit/s2.py
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

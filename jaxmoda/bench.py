@@ -1,0 +1,124 @@
+"""python -m jaxmoda.bench --config configs/dit/s2.py [--steps 10] [--config.key=value ...]
+
+Times the jitted train step of a config on synthetic batches and prints one JSON line:
+  step_time_s         median wall time of one step (after compilation and warm-up)
+  flops_per_step      XLA's own count for the compiled step (`cost_analysis`)
+  flops_per_s         flops_per_step / step_time_s
+  matmul_flops_per_s  this machine's dense matmul rate, measured in the same run
+  matmul_ratio        flops_per_s / matmul_flops_per_s (a CPU-fair utilisation figure)
+  mfu                 flops_per_s / (--peak-tflops), when a peak is given
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import time
+
+from jaxmoda.errors import cli_main
+
+
+def matmul_rate(n: int, dtype, repeats: int = 5) -> float:
+    """FLOP/s of an n x n x n matmul in `dtype` (median of `repeats` after 2 warm-ups)."""
+    import jax
+    import jax.numpy as jnp
+    a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+    b = jax.random.normal(jax.random.key(1), (n, n), dtype)
+    f = jax.jit(lambda x, y: x @ y)
+    for _ in range(2):
+        f(a, b).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f(a, b).block_until_ready()
+        times.append(time.perf_counter() - t)
+    return 2 * n ** 3 / statistics.median(times)
+
+
+def compiled_flops(compiled) -> float:
+    cost = compiled.cost_analysis()
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else {}
+    return float(cost.get("flops", 0.0)) if cost else 0.0
+
+
+def run(config, steps: int, warmup: int, matmul_n: int, peak_tflops: float) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    from jaxmoda import parallel
+    from jaxmoda.config import validate
+    from jaxmoda.tasks import get_task
+    from jaxmoda.train.state import create_train_state, make_optimizer, param_count
+    from jaxmoda.train.step import ShardedStep, make_train_step
+
+    validate(config, num_devices=jax.device_count())
+    mesh = parallel.make_mesh(config)
+    rules = parallel.rules_of(config)
+    task = get_task(config)
+    tx, schedule = make_optimizer(config.optimizer)
+    state, shardings, graphdef = create_train_state(task.build_model, tx, mesh, rules, config.seed)
+    batch_np = task.example_batch(config.batch_size)
+    step = ShardedStep(make_train_step(task.loss, graphdef, tx, schedule, ema_decay=config.ema_decay,
+                                       ema_warmup=config.ema_warmup), mesh, rules, shardings, batch_np)
+    batch = parallel.global_batch(batch_np, mesh, rules)
+    t = time.perf_counter()
+    compiled = step.lower(state, batch).compile()
+    compile_s = time.perf_counter() - t
+    flops = compiled_flops(compiled)
+    for _ in range(warmup):
+        state, m = step(state, batch)
+    jax.block_until_ready(m)
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        state, m = step(state, batch)
+        jax.block_until_ready(m)
+        times.append(time.perf_counter() - t)
+    step_time = statistics.median(times)
+    dtype = jnp.bfloat16 if config.model.get("dtype", "float32") == "bfloat16" else jnp.float32
+    rate = matmul_rate(matmul_n, dtype)
+    per_device = flops / step_time  # XLA counts the per-device program under SPMD
+    result = {
+        "config": config.model.name,
+        "params": param_count(state.params),
+        "batch_size": config.batch_size,
+        "devices": jax.device_count(),
+        "backend": jax.default_backend(),
+        "device_kind": jax.devices()[0].device_kind,
+        "dtype": jnp.dtype(dtype).name,
+        "compile_s": round(compile_s, 3),
+        "step_time_s": step_time,
+        "step_time_min_s": min(times),
+        "flops_per_step": flops,
+        "flops_per_s": per_device,
+        "matmul_flops_per_s": rate,
+        "matmul_ratio": per_device / rate,
+        "loss": float(m["loss"]),
+    }
+    if peak_tflops > 0:
+        result["mfu"] = per_device / (peak_tflops * 1e12)
+    return result
+
+
+def main(argv: list[str]) -> int:
+    from jaxmoda.config import load_config, split_overrides
+    overrides, rest = split_overrides(argv)
+    parser = argparse.ArgumentParser(prog="python -m jaxmoda.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps (median reported)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--matmul-n", type=int, default=4096, help="side of the reference matmul")
+    parser.add_argument("--peak-tflops", type=float, default=0.0, help="hardware peak for an MFU figure")
+    args = parser.parse_args(rest)
+    logging.basicConfig(level=logging.WARNING)
+    config = load_config(args.config, overrides)
+    print(json.dumps(run(config, args.steps, args.warmup, args.matmul_n, args.peak_tflops)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    cli_main(main)

@@ -1,0 +1,1 @@
+"""Shared neural-network blocks: attention, embeddings, DiT blocks, scanned stacks, logical axes."""

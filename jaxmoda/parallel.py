@@ -1,0 +1,110 @@
+"""Device meshes, logical-to-mesh shardings and multi-process start-up.
+
+The mesh has the axes `data`, `fsdp`, `tensor` (Auto axis types: the compiler propagates shardings
+from the annotated parameters and a few activation constraints). Parameter shardings come from the
+logical names the model attached to each parameter and the rule table in the config.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+from jaxmoda.config import MESH_AXES, ConfigDict, mesh_shape
+from jaxmoda.errors import ConfigError
+from jaxmoda.nn.logical import logical_to_spec
+
+log = logging.getLogger(__name__)
+
+
+def maybe_initialize_distributed(config: ConfigDict) -> None:
+    """Calls `jax.distributed.initialize` when the run is multi-process.
+
+    Multi-process is recognised from the config (`distributed.num_processes > 1`) or from the
+    environment of a cluster launcher (SLURM with several tasks, a TPU pod slice with several workers,
+    or JAX_COORDINATOR_ADDRESS). Single-process runs are left alone.
+    """
+    if jax.distributed.is_initialized():
+        return
+    d = config.get("distributed", None)
+    kwargs: dict[str, Any] = {}
+    if d is not None and d.num_processes > 1:
+        if not d.coordinator_address:
+            raise ConfigError("config.distributed.num_processes > 1 needs config.distributed.coordinator_address=host:port")
+        kwargs = dict(coordinator_address=d.coordinator_address, num_processes=d.num_processes,
+                      process_id=d.process_id if d.process_id >= 0 else None)
+    elif os.environ.get("JAX_COORDINATOR_ADDRESS") or int(os.environ.get("SLURM_NTASKS", "1")) > 1 \
+            or "TPU_WORKER_HOSTNAMES" in os.environ and "," in os.environ["TPU_WORKER_HOSTNAMES"]:
+        kwargs = {}  # jax auto-detects the cluster (SLURM, TPU metadata, JAX_* variables)
+    else:
+        return
+    if jax.default_backend() == "cpu" or os.environ.get("JAX_PLATFORMS", "") == "cpu":
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(**kwargs)
+    log.info("jax.distributed: process %d of %d", jax.process_index(), jax.process_count())
+
+
+def make_mesh(config: ConfigDict, devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """Builds the (data, fsdp, tensor) mesh from `config.mesh`, Auto axis types."""
+    devices = list(devices) if devices is not None else jax.devices()
+    sizes = mesh_shape(config, len(devices))
+    shape = tuple(sizes[a] for a in MESH_AXES)
+    try:
+        from jax.experimental import mesh_utils
+        device_array = mesh_utils.create_device_mesh(shape, devices=devices)
+    except Exception:  # CPU or unusual topologies: plain row-major order is as good
+        device_array = np.asarray(devices).reshape(shape)
+    return Mesh(device_array, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))
+
+
+def rules_of(config: ConfigDict) -> tuple:
+    return tuple((name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in config.logical_axis_rules)
+
+
+def state_shardings(abstract_state: Any, mesh: Mesh, rules: Sequence) -> Any:
+    """NamedShardings for an abstract nnx.State whose Params carry logical `out_sharding` names.
+
+    Returns a pure dict (same structure as `nnx.to_pure_dict(abstract_state)`).
+    """
+    logical = nnx.to_pure_dict(nnx.get_partition_spec(abstract_state))
+    shapes = nnx.to_pure_dict(abstract_state)
+
+    def one(spec, shape_struct):
+        spec = spec if isinstance(spec, PartitionSpec) else PartitionSpec()
+        names = tuple(spec) + (None,) * (len(shape_struct.shape) - len(spec))
+        return NamedSharding(mesh, logical_to_spec(names, rules, mesh, shape_struct.shape))
+
+    return jax.tree.map(one, logical, shapes, is_leaf=lambda x: isinstance(x, PartitionSpec))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharding(mesh: Mesh, rules: Sequence, ndim: int) -> NamedSharding:
+    """Sharding of a batch array: leading axis over the `act_batch` mesh axes, the rest replicated."""
+    spec = logical_to_spec(("act_batch",) + (None,) * (ndim - 1), rules, mesh)
+    return NamedSharding(mesh, spec)
+
+
+def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh, rules: Sequence) -> dict[str, jax.Array]:
+    """Assembles each process's slice of the batch into global arrays sharded over the batch axes."""
+    return {k: jax.make_array_from_process_local_data(batch_sharding(mesh, rules, np.ndim(v)), np.asarray(v))
+            for k, v in local_batch.items()}
+
+
+def fraction_replicated(params: Any) -> float:
+    """Fraction of parameter bytes that are fully replicated (a cheap guard against a missing rule)."""
+    total = rep = 0
+    for x in jax.tree.leaves(params):
+        n = x.size * x.dtype.itemsize
+        total += n
+        if x.sharding.is_fully_replicated:
+            rep += n
+    return rep / max(total, 1)

@@ -1,0 +1,235 @@
+"""The training loop: config -> data -> sharded batch -> pure step on a sharded state -> metrics/checkpoints.
+
+Every model family runs through `train(config, workdir)`; a task (jaxmoda/tasks) supplies the model,
+its loss, its samples and its data.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import time
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from jaxmoda import parallel
+from jaxmoda.config import ConfigDict, to_json, validate
+from jaxmoda.errors import ConfigError, DataError, JaxmodaError, WorkdirError
+from jaxmoda.nn.logical import axis_rules
+from jaxmoda.tasks import get_task
+from jaxmoda.train.checkpoint import Checkpointer, export_params, param_signature
+from jaxmoda.train.metrics import MetricWriter
+from jaxmoda.train.state import create_train_state, make_optimizer, param_count
+from jaxmoda.train.step import ShardedStep, make_train_step
+
+log = logging.getLogger("jaxmoda")
+
+
+class TrainingDiverged(JaxmodaError):
+    """The loss became NaN or inf."""
+
+
+def prepare_workdir(workdir: str) -> str:
+    """Creates the workdir and proves it is writable (before any compile)."""
+    workdir = os.path.abspath(workdir)
+    if workdir.startswith("gs://"):
+        return workdir
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        probe = os.path.join(workdir, f".write_test_{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise WorkdirError(f"workdir {workdir} is not writable ({e.strerror or e}); pass a --workdir you can write to") from None
+    return workdir
+
+
+def _write_atomic(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def model_meta(config: ConfigDict, params: Any, opt_state: Any = None) -> dict:
+    meta = {"model_name": config.model.name, "model": config.model.to_dict(), "params": param_signature(params)}
+    if opt_state is not None:
+        meta["optimizer"] = config.optimizer.to_dict()
+        meta["optimizer_layout"] = list(param_signature(opt_state))
+    return meta
+
+
+class _StopFlag:
+    """Set by SIGTERM (preemption); the loop saves a checkpoint and exits 0."""
+
+    def __init__(self):
+        self.set = False
+        self._previous = None
+
+    def install(self):
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handler)
+        except ValueError:  # not the main thread (e.g. called from a test thread): no handler
+            self._previous = None
+
+    def _handler(self, signum, frame):
+        self.set = True
+
+    def uninstall(self):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def make_sampler(task, graphdef, mesh, rules, num: int):
+    """A jitted `sample(ema_params, rng) -> outputs` under the axis rules."""
+    fn = jax.jit(lambda ema, rng: task.sample(nnx.merge(graphdef, ema), rng, num))
+
+    def run(ema, rng):
+        with axis_rules(mesh, rules):
+            return fn(ema, rng)
+
+    return run
+
+
+def gather_to_host(x: jax.Array) -> np.ndarray:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(jax.device_get(x))
+
+
+def write_samples(task, sampler, state, workdir: str, step: int, writer: MetricWriter) -> str | None:
+    from jaxmoda.io.images import save_image_grid, to_uint8_images
+    images = gather_to_host(sampler(state.ema, jax.random.key(12345)))
+    if jax.process_index() != 0:
+        return None
+    path = os.path.join(workdir, "samples", f"step_{step:06d}.png")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    save_image_grid(images, path)
+    if writer.tb is not None:
+        from PIL import Image
+        writer.add_image("samples", np.asarray(Image.open(path).convert("RGB")), step)
+    return path
+
+
+def train(config: ConfigDict, workdir: str) -> dict:
+    """Trains (or resumes) the model of `config` in `workdir`; returns a summary dict."""
+    workdir = prepare_workdir(workdir)
+    parallel.maybe_initialize_distributed(config)
+    validate(config, num_devices=jax.device_count())
+    mesh = parallel.make_mesh(config)
+    rules = parallel.rules_of(config)
+    task = get_task(config)
+    tx, schedule = make_optimizer(config.optimizer)
+    primary = jax.process_index() == 0
+
+    try:
+        data_iter = task.data_iterator(jax.process_index(), jax.process_count())
+    except JaxmodaError:
+        raise
+    except (ValueError, OSError) as e:
+        raise DataError(str(e).splitlines()[0]) from None
+
+    state, shardings, graphdef = create_train_state(task.build_model, tx, mesh, rules, config.seed)
+    meta = model_meta(config, state.params, state.opt_state)
+    if primary:
+        log.info("model %s: %s parameters; mesh %s; %.0f%% of parameter bytes replicated",
+                 config.model.name, f"{param_count(state.params):,}", dict(mesh.shape),
+                 100 * parallel.fraction_replicated(state.params))
+        _write_atomic(os.path.join(workdir, "config.json"), to_json(config))
+
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints,
+                        async_save=config.async_checkpointing)
+    latest = ckpt.latest_step()
+    if latest is not None:
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+        state = ckpt.restore(latest, abstract, data_iter, meta)
+        log.info("resumed from %s/checkpoints/%d", workdir, latest)
+
+    example = task.example_batch(config.batch_size)
+    step_fn = ShardedStep(make_train_step(task.loss, graphdef, tx, schedule, ema_decay=config.ema_decay,
+                                          ema_warmup=config.ema_warmup), mesh, rules, shardings, example)
+    sampler = make_sampler(task, graphdef, mesh, rules, config.num_samples) if config.num_samples > 0 else None
+
+    step = int(jax.device_get(state.step))
+    total = config.total_steps
+    writer = MetricWriter(workdir, tensorboard=config.tensorboard and primary, total_steps=total, initial_step=step,
+                          progress_bar=config.progress_bar)
+    stop = _StopFlag()
+    stop.install()
+    last_saved = latest
+    pending: list[tuple[int, dict]] = []   # device metrics not yet read (read one step late)
+    window: list[dict] = []
+    t_window = time.perf_counter()
+    steps_in_window = 0
+    summary = {"start_step": step, "preempted": False}
+    t_start = time.perf_counter()
+
+    def check(entries):
+        for s, m in entries:
+            loss = float(jax.device_get(m["loss"]))
+            if not math.isfinite(loss):
+                good = f"step {last_saved}" if last_saved is not None else "none yet"
+                raise TrainingDiverged(
+                    f"loss is {loss} at step {s}; training stopped and the last good checkpoint ({good}) is intact: "
+                    "lower config.optimizer.learning_rate or enable config.optimizer.grad_clip")
+            window.append({k: float(jax.device_get(v)) for k, v in m.items()})
+
+    try:
+        while step < total:
+            if stop.set:
+                check(pending)
+                pending.clear()
+                ckpt.save(step, state, data_iter, meta)
+                ckpt.wait()
+                summary["preempted"] = True
+                log.warning("SIGTERM: saved checkpoint at step %d; exiting", step)
+                break
+            t_start = time.perf_counter() if step == summary["start_step"] else t_start
+            batch = parallel.global_batch(next(data_iter), mesh, rules)
+            state, metrics = step_fn(state, batch)
+            step += 1
+            steps_in_window += 1
+            if step == summary["start_step"] + 1:  # keep compilation out of steps_per_sec
+                jax.block_until_ready(metrics)
+                t_window, steps_in_window = time.perf_counter(), 0
+            check(pending)          # the previous step's metrics: ready by now, no stall
+            pending = [(step, metrics)]
+            writer.advance()
+            if step % config.log_every == 0 or step == total:
+                check(pending)
+                pending = []
+                elapsed = time.perf_counter() - t_window
+                scalars = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+                # The first window after (re)start excludes the compiling step when it can.
+                scalars["steps_per_sec"] = (steps_in_window / max(elapsed, 1e-9) if steps_in_window
+                                            else 1.0 / max(time.perf_counter() - t_start, 1e-9))
+                writer.write(step, scalars)
+                window.clear()
+                steps_in_window, t_window = 0, time.perf_counter()
+            if step % config.checkpoint_every == 0 or step == total:
+                check(pending)
+                pending = []
+                ckpt.save(step, state, data_iter, meta)
+                last_saved = step
+            if sampler is not None and (step % config.sample_every == 0 or step == total):
+                path = write_samples(task, sampler, state, workdir, step, writer)
+                if path:
+                    summary["last_samples"] = path
+                t_window = time.perf_counter()
+        check(pending)
+        ckpt.wait()
+        if step >= total and config.export_params and not summary["preempted"]:
+            export_params(os.path.join(workdir, "export"), state.ema, dict(meta, step=step, config=config.to_dict()))
+    finally:
+        stop.uninstall()
+        writer.close()
+        ckpt.close()
+    summary.update(step=step, compiles=step_fn.cache_size())
+    return summary

@@ -1,0 +1,50 @@
+"""Loading a trained run for sampling: its config, its model, and the EMA params of its latest checkpoint."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+
+from jaxmoda import parallel
+from jaxmoda.config import from_json
+from jaxmoda.errors import CheckpointError
+from jaxmoda.tasks import get_task
+from jaxmoda.train.checkpoint import Checkpointer, load_exported_params, param_signature
+from jaxmoda.train.state import abstract_train_state, make_optimizer
+
+
+def read_run_config(workdir: str):
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{workdir} has no config.json; pass the --workdir of a jaxmoda training run")
+    with open(path) as f:
+        return from_json(f.read())
+
+
+def load_for_sampling(workdir: str, *, step: int | None = None, mesh_devices=None) -> tuple[Any, Any, Any, Any, Any]:
+    """Returns (task, graphdef, ema_params, mesh, rules) of a run, on a data-parallel mesh of this host's devices."""
+    workdir = os.path.abspath(workdir)
+    config = read_run_config(workdir)
+    config.mesh.data, config.mesh.fsdp, config.mesh.tensor = -1, 1, 1   # sample on whatever is here
+    mesh = parallel.make_mesh(config, mesh_devices)
+    rules = parallel.rules_of(config)
+    task = get_task(config)
+    tx, _ = make_optimizer(config.optimizer)
+    abstract, _, graphdef = abstract_train_state(task.build_model, tx, mesh, rules)
+    meta = {"model_name": config.model.name, "params": param_signature(abstract.params)}
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    steps = Checkpointer(ckpt_dir, async_save=False).all_steps() if os.path.isdir(ckpt_dir) else []
+    if steps:
+        chosen = step if step is not None else max(steps)
+        if chosen not in steps:
+            raise CheckpointError(f"{workdir} has no checkpoint at step {chosen}; it has {steps}")
+        ckpt = Checkpointer(ckpt_dir, async_save=False)
+        state = ckpt.restore(chosen, abstract, None, meta)
+        ckpt.close()
+        return task, graphdef, state.ema, mesh, rules
+    export = os.path.join(workdir, "export")
+    if os.path.isdir(export):
+        return task, graphdef, load_exported_params(export, abstract.params, meta), mesh, rules
+    raise CheckpointError(f"{workdir} has no checkpoints or export yet; train it first (python -m jaxmoda.train)")

@@ -1,0 +1,47 @@
+"""Small shared pieces for the tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from jaxmoda.config import apply_override, load_config_file, validate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = os.path.join(ROOT, "configs", "dit", "tiny.py")
+
+# A DiT small enough that a CPU step takes milliseconds.
+TINY_OVERRIDES = {
+    "model.input_size": "16", "model.patch_size": "4", "model.hidden": "32", "model.depth": "2",
+    "model.num_heads": "2", "data.image_size": "16", "batch_size": "8", "total_steps": "6",
+    "log_every": "1", "checkpoint_every": "3", "sample_every": "1000000", "num_samples": "0",
+    "progress_bar": "false", "tensorboard": "false", "async_checkpointing": "false",
+    "optimizer.warmup_steps": "0", "objective.sample_steps": "4", "data.num_examples": "512",
+}
+
+
+def tiny_config(**overrides):
+    """configs/dit/tiny.py shrunk for tests; keyword overrides use '__' for '.' (model__hidden=64)."""
+    config = load_config_file(TINY)
+    values = dict(TINY_OVERRIDES)
+    values.update({k.replace("__", "."): str(v) for k, v in overrides.items()})
+    for key, raw in values.items():
+        apply_override(config, key, raw)
+    validate(config)
+    return config
+
+
+def override_args(**overrides) -> list[str]:
+    values = dict(TINY_OVERRIDES)
+    values.update({k.replace("__", "."): str(v) for k, v in overrides.items()})
+    return [f"--config.{k}={v}" for k, v in values.items()]
+
+
+def run_module(module: str, args: list[str], timeout: float = 300, env_extra: dict | None = None):
+    """Runs `python -m module args` in a fresh process (one CPU device unless XLA_FLAGS says otherwise)."""
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = ""
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)

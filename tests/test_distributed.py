@@ -1,0 +1,56 @@
+"""Two processes on this machine (jax.distributed on 127.0.0.1) train one step together."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+
+from jaxmoda import parallel
+from jaxmoda.tasks import get_task
+from jaxmoda.train.state import create_train_state, make_optimizer
+from jaxmoda.train.step import ShardedStep, make_train_step
+from tests.helpers import ROOT, tiny_config
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _single_device_loss() -> float:
+    config = tiny_config()
+    mesh = parallel.make_mesh(config, jax.devices()[:1])
+    rules = parallel.rules_of(config)
+    task = get_task(config)
+    tx, schedule = make_optimizer(config.optimizer)
+    state, shardings, graphdef = create_train_state(task.build_model, tx, mesh, rules, config.seed)
+    batch = task.example_batch(config.batch_size)
+    step = ShardedStep(make_train_step(task.loss, graphdef, tx, schedule, ema_decay=0.99, ema_warmup=False),
+                       mesh, rules, shardings, batch)
+    _, metrics = step(state, parallel.global_batch(batch, mesh, rules))
+    return float(metrics["loss"])
+
+
+def test_two_processes_agree_on_the_loss():
+    port = _free_port()
+    env = dict(os.environ, XLA_FLAGS="", PYTHONPATH=ROOT)
+    procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "dist_worker.py"), str(port), "2", str(i)],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    outs = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=240)
+            assert p.returncode == 0, err[-3000:]
+            outs.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert {o["process"] for o in outs} == {0, 1} and all(o["devices"] == 2 for o in outs)
+    assert outs[0]["loss"] == outs[1]["loss"]
+    assert abs(outs[0]["loss"] - _single_device_loss()) < 1e-5
