@@ -3,7 +3,7 @@
 import ml_collections
 
 from configs.common import get_common
-from jaxmoda.data import default_data_config
+from jaxmoda.data.config import default_data_config
 from jaxmoda.flow import default_objective_config
 
 
