@@ -32,6 +32,7 @@ def get_common():
     c.seed = 0
     c.total_steps = 1000
     c.batch_size = 32          # global batch, split over data*fsdp devices
+    c.microbatches = 1         # gradient accumulation: the batch runs in this many sequential slices
     c.log_every = 10
     c.checkpoint_every = 500
     c.sample_every = 500

@@ -208,10 +208,12 @@ def validate(config: ConfigDict, num_devices: int | None = None) -> None:
         raise ConfigError("config.mesh is missing; start from configs/common.py")
     if num_devices is not None:
         sizes = mesh_shape(config, num_devices)
-        batch_axes = sizes["data"] * sizes["fsdp"]
+        batch_axes = sizes["data"] * sizes["fsdp"] * int(config.get("microbatches", 1))
+        if config.get("microbatches", 1) < 1:
+            raise ConfigError(f"config.microbatches must be >= 1, got {config.microbatches}")
         if config.batch_size % batch_axes:
             raise ConfigError(
-                f"config.batch_size={config.batch_size} does not divide over data*fsdp={batch_axes} devices; "
+                f"config.batch_size={config.batch_size} does not divide over data*fsdp*microbatches={batch_axes}; "
                 f"use a multiple of {batch_axes}")
     for rule in config.get("logical_axis_rules", ()):
         if len(rule) != 2:

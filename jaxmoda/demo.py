@@ -38,11 +38,9 @@ def run_dit(out: str, steps: int) -> dict:
     import jax
     from flax import nnx
 
-    from jaxmoda import parallel
     from jaxmoda.config import load_config
     from jaxmoda.io.images import save_image_grid
     from jaxmoda.nn.logical import axis_rules
-    from jaxmoda.tasks import get_task
     from jaxmoda.train.loop import train
     from jaxmoda.train.metrics import read_metrics
     from jaxmoda.train.sampling import load_for_sampling

@@ -51,7 +51,7 @@ def test_mesh_resolution_and_errors():
 
 def test_batch_must_divide_batch_axes():
     config = tiny_config(batch_size=6)
-    with pytest.raises(ConfigError, match="config.batch_size=6 does not divide over data\\*fsdp=8"):
+    with pytest.raises(ConfigError, match="config.batch_size=6 does not divide over data\\*fsdp\\*microbatches=8"):
         validate(config, num_devices=8)
 
 

@@ -8,10 +8,7 @@ import sys
 
 import jax
 
-from jaxmoda import parallel
-from jaxmoda.tasks import get_task
-from jaxmoda.train.state import create_train_state, make_optimizer
-from jaxmoda.train.step import ShardedStep, make_train_step
+from jaxmoda.train.setup import build_training
 from tests.helpers import ROOT, tiny_config
 
 
@@ -23,15 +20,8 @@ def _free_port() -> int:
 
 def _single_device_loss() -> float:
     config = tiny_config()
-    mesh = parallel.make_mesh(config, jax.devices()[:1])
-    rules = parallel.rules_of(config)
-    task = get_task(config)
-    tx, schedule = make_optimizer(config.optimizer)
-    state, shardings, graphdef = create_train_state(task.build_model, tx, mesh, rules, config.seed)
-    batch = task.example_batch(config.batch_size)
-    step = ShardedStep(make_train_step(task.loss, graphdef, tx, schedule, ema_decay=0.99, ema_warmup=False),
-                       mesh, rules, shardings, batch)
-    _, metrics = step(state, parallel.global_batch(batch, mesh, rules))
+    run = build_training(config, jax.devices()[:1])
+    _, metrics = run.step(run.state, run.global_batch(run.task.example_batch(config.batch_size)))
     return float(metrics["loss"])
 
 

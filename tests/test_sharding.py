@@ -6,22 +6,14 @@ import numpy as np
 from jaxmoda import parallel
 from jaxmoda.config import apply_override
 from jaxmoda.nn.logical import logical_to_spec
-from jaxmoda.tasks import get_task
-from jaxmoda.train.state import create_train_state, make_optimizer
-from jaxmoda.train.step import ShardedStep, make_train_step
+from jaxmoda.train.setup import build_training
 from tests.helpers import tiny_config
 
 
 def _setup(config, devices):
-    mesh = parallel.make_mesh(config, devices)
-    rules = parallel.rules_of(config)
-    task = get_task(config)
-    tx, schedule = make_optimizer(config.optimizer)
-    state, shardings, graphdef = create_train_state(task.build_model, tx, mesh, rules, config.seed)
-    batch_np = task.example_batch(config.batch_size)
-    step = ShardedStep(make_train_step(task.loss, graphdef, tx, schedule, ema_decay=0.99, ema_warmup=False),
-                       mesh, rules, shardings, batch_np)
-    return mesh, rules, state, step, batch_np
+    run = build_training(config, devices)
+    batch_np = run.task.example_batch(config.batch_size)
+    return run.mesh, run.rules, run.state, run.step, batch_np
 
 
 def _mesh_config(data, fsdp, tensor):

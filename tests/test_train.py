@@ -18,8 +18,8 @@ from jaxmoda.tasks import get_task
 from jaxmoda.train.checkpoint import Checkpointer
 from jaxmoda.train.loop import TrainingDiverged, model_meta, train
 from jaxmoda.train.metrics import read_metrics
-from jaxmoda.train.state import abstract_train_state, create_train_state, make_optimizer
-from jaxmoda.train.step import ShardedStep, make_train_step
+from jaxmoda.train.state import abstract_train_state, make_optimizer
+from jaxmoda.train.setup import build_training
 from tests.helpers import ROOT, override_args, run_module, tiny_config
 
 
@@ -47,16 +47,11 @@ def test_tiny_dit_learns_a_fixed_set():
     Flow matching keeps an irreducible part (random t and noise each step), so the ratio cannot reach 0;
     measured here it is about 0.5.
     """
-    config = tiny_config(optimizer__learning_rate=2e-3, objective__cfg_dropout=0.0, objective__time_sampler="uniform")
-    mesh = parallel.make_mesh(config)
-    rules = parallel.rules_of(config)
-    task = get_task(config)
-    tx, schedule = make_optimizer(config.optimizer)
-    state, shardings, graphdef = create_train_state(task.build_model, tx, mesh, rules, 0)
-    batch_np = next(task.data_iterator(0, 1))
-    batch = parallel.global_batch(batch_np, mesh, rules)
-    step = ShardedStep(make_train_step(task.loss, graphdef, tx, schedule, ema_decay=0.99, ema_warmup=True),
-                       mesh, rules, shardings, batch_np)
+    config = tiny_config(optimizer__learning_rate=2e-3, objective__cfg_dropout=0.0, objective__time_sampler="uniform",
+                         ema_warmup="true")
+    run = build_training(config)
+    batch = run.global_batch(next(run.task.data_iterator(0, 1)))
+    state, step = run.state, run.step
     losses = []
     for _ in range(200):
         state, m = step(state, batch)
@@ -131,3 +126,26 @@ def test_sigterm_saves_and_exits_zero(tmp_path):
     assert proc.returncode == 0, err[-2000:]
     steps = [int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit()]
     assert len(steps) == 1 and steps[0] >= 3
+
+
+def test_microbatches_give_the_full_batch_gradient():
+    """Accumulating 4 microbatches equals one full-batch gradient when the loss is deterministic."""
+    from flax import nnx
+    from jaxmoda.train.step import accumulate_gradients
+    config = tiny_config()
+    task = get_task(config)
+    from jaxmoda.train.state import build_model
+    model = build_model(task.build_model)
+    graphdef, params = nnx.split(model, nnx.Param)
+    params = nnx.to_pure_dict(params)
+    batch = {k: jnp.asarray(v) for k, v in task.example_batch(8).items()}
+
+    def objective(p, b, rng):  # fixed t, no noise: the per-example losses do not depend on the rng
+        out = nnx.merge(graphdef, p)(b["image"], jnp.full((b["image"].shape[0],), 0.3), b["label"])
+        return jnp.mean((out - b["image"]) ** 2), {"n": jnp.float32(b["image"].shape[0])}
+
+    (l1, m1), g1 = accumulate_gradients(objective, params, batch, jax.random.key(0), 1)
+    (l4, m4), g4 = accumulate_gradients(objective, params, batch, jax.random.key(0), 4)
+    assert abs(float(l1) - float(l4)) < 1e-6 and float(m4["n"]) == 2.0
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g4)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)

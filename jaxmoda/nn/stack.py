@@ -6,7 +6,9 @@ for activation memory (config `remat`).
 
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+import contextvars
+from typing import Callable, Iterator
 
 import jax
 from flax import nnx
@@ -17,6 +19,24 @@ REMAT_POLICIES = {
     "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
     "dots_all": jax.checkpoint_policies.checkpoint_dots,
 }
+
+
+_UNROLL = contextvars.ContextVar("jaxmoda_unroll_stacks", default=False)
+
+
+@contextlib.contextmanager
+def unrolled() -> Iterator[None]:
+    """Traces every scan over layers (and microbatches) fully unrolled; same math. XLA's cost analysis
+    counts a loop body once rather than once per iteration, so FLOP counting lowers inside this context."""
+    token = _UNROLL.set(True)
+    try:
+        yield
+    finally:
+        _UNROLL.reset(token)
+
+
+def is_unrolled() -> bool:
+    return _UNROLL.get()
 
 
 class BlockStack(nnx.Module):
@@ -44,5 +64,5 @@ class BlockStack(nnx.Module):
 
         if self.remat != "none":
             body = jax.checkpoint(body, policy=REMAT_POLICIES[self.remat], prevent_cse=False)
-        x, _ = jax.lax.scan(body, x, state)
+        x, _ = jax.lax.scan(body, x, state, unroll=self.depth if _UNROLL.get() else 1)
         return x

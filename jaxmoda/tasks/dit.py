@@ -70,6 +70,17 @@ class DiTTask:
         x = self.objective.sample(fn, noise, steps=steps, sampler=sampler, rng=sample_rng)
         return jnp.clip(x, -1.0, 1.0)
 
+    def forward_flops_per_example(self) -> float:
+        """Analytic forward FLOPs of one example (2 per multiply-add; matmuls and attention only)."""
+        m = self.config.model
+        t = (m.input_size // m.patch_size) ** 2
+        d, pc = m.hidden, m.patch_size ** 2 * m.in_channels
+        mlp = int(d * m.mlp_ratio)
+        block = 2 * t * d * 3 * d + 4 * t * t * d + 2 * t * d * d + 4 * t * d * mlp + 2 * d * 6 * d
+        embed = 2 * t * pc * d + 2 * (256 * d + d * d)
+        final = 2 * t * d * pc + 2 * d * 2 * d
+        return float(m.depth * block + embed + final)
+
     def example_batch(self, batch_size: int) -> dict[str, np.ndarray]:
         m = self.config.model
         rng = np.random.default_rng(0)

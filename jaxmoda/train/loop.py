@@ -19,13 +19,13 @@ from flax import nnx
 
 from jaxmoda import parallel
 from jaxmoda.config import ConfigDict, to_json, validate
-from jaxmoda.errors import ConfigError, DataError, JaxmodaError, WorkdirError
+from jaxmoda.errors import DataError, JaxmodaError, WorkdirError
 from jaxmoda.nn.logical import axis_rules
 from jaxmoda.tasks import get_task
 from jaxmoda.train.checkpoint import Checkpointer, export_params, param_signature
 from jaxmoda.train.metrics import MetricWriter
-from jaxmoda.train.state import create_train_state, make_optimizer, param_count
-from jaxmoda.train.step import ShardedStep, make_train_step
+from jaxmoda.train.setup import build_training
+from jaxmoda.train.state import param_count
 
 log = logging.getLogger("jaxmoda")
 
@@ -105,7 +105,7 @@ def gather_to_host(x: jax.Array) -> np.ndarray:
 
 
 def write_samples(task, sampler, state, workdir: str, step: int, writer: MetricWriter) -> str | None:
-    from jaxmoda.io.images import save_image_grid, to_uint8_images
+    from jaxmoda.io.images import save_image_grid
     images = gather_to_host(sampler(state.ema, jax.random.key(12345)))
     if jax.process_index() != 0:
         return None
@@ -123,10 +123,7 @@ def train(config: ConfigDict, workdir: str) -> dict:
     workdir = prepare_workdir(workdir)
     parallel.maybe_initialize_distributed(config)
     validate(config, num_devices=jax.device_count())
-    mesh = parallel.make_mesh(config)
-    rules = parallel.rules_of(config)
     task = get_task(config)
-    tx, schedule = make_optimizer(config.optimizer)
     primary = jax.process_index() == 0
 
     try:
@@ -136,7 +133,8 @@ def train(config: ConfigDict, workdir: str) -> dict:
     except (ValueError, OSError) as e:
         raise DataError(str(e).splitlines()[0]) from None
 
-    state, shardings, graphdef = create_train_state(task.build_model, tx, mesh, rules, config.seed)
+    run = build_training(config, task=task)
+    state, mesh, rules, graphdef, step_fn = run.state, run.mesh, run.rules, run.graphdef, run.step
     meta = model_meta(config, state.params, state.opt_state)
     if primary:
         log.info("model %s: %s parameters; mesh %s; %.0f%% of parameter bytes replicated",
@@ -152,9 +150,6 @@ def train(config: ConfigDict, workdir: str) -> dict:
         state = ckpt.restore(latest, abstract, data_iter, meta)
         log.info("resumed from %s/checkpoints/%d", workdir, latest)
 
-    example = task.example_batch(config.batch_size)
-    step_fn = ShardedStep(make_train_step(task.loss, graphdef, tx, schedule, ema_decay=config.ema_decay,
-                                          ema_warmup=config.ema_warmup), mesh, rules, shardings, example)
     sampler = make_sampler(task, graphdef, mesh, rules, config.num_samples) if config.num_samples > 0 else None
 
     step = int(jax.device_get(state.step))

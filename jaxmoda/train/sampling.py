@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import jax
 
 from jaxmoda import parallel
 from jaxmoda.config import from_json

@@ -15,7 +15,9 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxmoda import parallel
+from jaxmoda.nn import logical
 from jaxmoda.nn.logical import axis_rules
+from jaxmoda.nn.stack import is_unrolled
 from jaxmoda.train.state import TrainState
 
 LossFn = Callable[[nnx.Module, dict, jax.Array], tuple[jax.Array, dict]]
@@ -29,18 +31,58 @@ def ema_decay_at(step: jax.Array, decay: float, warmup: bool) -> jax.Array:
     return jnp.minimum(decay, (1.0 + s) / (10.0 + s))
 
 
+def _split_microbatches(batch: dict, k: int) -> dict:
+    """[B, ...] -> [k, B/k, ...] with microbatch i = rows i, i+k, i+2k, ...
+
+    Taking strided rows keeps every microbatch's rows on the devices that already hold them (the
+    batch axis is sharded in contiguous blocks), so the split moves no data.
+    """
+    def one(x):
+        b = x.shape[0]
+        if b % k:
+            raise ValueError(f"batch of {b} does not split into {k} microbatches; make batch_size a multiple of microbatches")
+        y = jnp.swapaxes(x.reshape((b // k, k) + x.shape[1:]), 0, 1)
+        return logical.constrain(y, (None, "act_batch") + (None,) * (x.ndim - 1))
+    return jax.tree.map(one, batch)
+
+
+def accumulate_gradients(objective: Callable, params: Any, batch: dict, rng: jax.Array, microbatches: int):
+    """value_and_grad of `objective(params, batch, rng)`, averaged over `microbatches` sequential slices.
+
+    Gradient accumulation bounds activation memory (and, on CPUs, keeps activations in cache); the
+    result is the mean over microbatches, i.e. the full-batch mean loss for equal slices.
+    """
+    grad_fn = jax.value_and_grad(objective, has_aux=True)
+    if microbatches == 1:
+        return grad_fn(params, batch, rng)
+    mbs = _split_microbatches(batch, microbatches)
+
+    def body(carry, xs):
+        i, mb = xs
+        (loss, metrics), grads = grad_fn(params, mb, jax.random.fold_in(rng, i))
+        acc = jax.tree.map(jnp.add, carry, (loss, metrics, grads))
+        return acc, None
+
+    first = jax.tree.map(lambda x: x[0], mbs)
+    zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(lambda: grad_fn(params, first, rng)))
+    zeros = (zeros[0][0], zeros[0][1], zeros[1])
+    (loss, metrics, grads), _ = jax.lax.scan(body, zeros, (jnp.arange(microbatches), mbs),
+                                             unroll=microbatches if is_unrolled() else 1)
+    scale = 1.0 / microbatches
+    return (loss * scale, jax.tree.map(lambda m: m * scale, metrics)), jax.tree.map(lambda g: g * scale, grads)
+
+
 def make_train_step(loss_fn: LossFn, graphdef: Any, tx: optax.GradientTransformation, schedule: Callable,
-                    *, ema_decay: float, ema_warmup: bool) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+                    *, ema_decay: float, ema_warmup: bool, microbatches: int = 1
+                    ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
     """Returns the pure `train_step(state, batch) -> (state, metrics)`."""
+
+    def objective(params, batch, rng):
+        return loss_fn(nnx.merge(graphdef, params), batch, rng)
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-
-        def objective(params):
-            model = nnx.merge(graphdef, params)
-            return loss_fn(model, batch, rng)
-
-        (loss, metrics), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+        (loss, metrics), grads = accumulate_gradients(objective, state.params, batch, rng, microbatches)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         d = ema_decay_at(state.step, ema_decay, ema_warmup)
@@ -50,6 +92,12 @@ def make_train_step(loss_fn: LossFn, graphdef: Any, tx: optax.GradientTransforma
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema=ema), metrics
 
     return train_step
+
+
+def train_step_from_config(task, graphdef: Any, tx: optax.GradientTransformation, schedule: Callable, config):
+    """`make_train_step` with the EMA and microbatch settings of a training config."""
+    return make_train_step(task.loss, graphdef, tx, schedule, ema_decay=config.ema_decay,
+                           ema_warmup=config.ema_warmup, microbatches=config.get("microbatches", 1))
 
 
 def make_eval_step(loss_fn: LossFn, graphdef: Any, use_ema: bool = True) -> Callable[[TrainState, dict, jax.Array], dict]:
