@@ -66,10 +66,12 @@ def run(config, steps: int, warmup: int, matmul_n: int, peak_tflops: float) -> d
     step.lower(state, batch).compile()
     compile_s = time.perf_counter() - t
     from jaxmoda.nn.stack import unrolled
-    with unrolled():  # a separate jit: the traced scan is cached per function
-        counter = ShardedStep(train_step_from_config(task, run_.graphdef, run_.tx, run_.schedule, config),
-                              run_.mesh, run_.rules, run_.shardings, batch_np, donate=False)
-        flops = compiled_flops(counter.lower(state, batch).compile())
+    flops = 0.0
+    if jax.default_backend() != "gpu":  # on GPU the matmuls are library calls XLA does not count
+        with unrolled():  # a separate jit: the traced scan is cached per function
+            counter = ShardedStep(train_step_from_config(task, run_.graphdef, run_.tx, run_.schedule, config),
+                                  run_.mesh, run_.rules, run_.shardings, batch_np, donate=False)
+            flops = compiled_flops(counter.lower(state, batch).compile())
     analytic = 3.0 * task.forward_flops_per_example() * config.batch_size if hasattr(task, "forward_flops_per_example") else 0.0
     for _ in range(warmup):
         state, m = step(state, batch)

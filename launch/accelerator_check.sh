@@ -18,6 +18,8 @@ run() { echo "== $*"; timeout "${T:-150}" $PY -m jaxmoda.bench "$@" --peak-tflop
 timeout 120 $PY -m jaxmoda.bench --attention-check 2>>"$OUT/stderr.txt" | tee -a "$OUT/results.jsonl"
 run --config configs/dit/xl2.py --config.batch_size=64
 run --config configs/dit/xl2.py --config.batch_size=64 --config.model.attention=xla
+run --config configs/dit/xl2.py --config.batch_size=128
+run --config configs/dit/xl2.py --config.batch_size=256 --config.microbatches=2
 run --config configs/dit/xl2.py --config.batch_size=256 --config.model.remat=dots
 run --config configs/dit/s2.py --config.batch_size=256 --config.model.dtype=bfloat16 --config.model.attention=auto
 tail -5 "$OUT/stderr.txt"
