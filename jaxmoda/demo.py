@@ -9,12 +9,12 @@ The run folders (checkpoints, metrics, TensorBoard events) stay under --out/runs
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import shutil
 import time
 
 from jaxmoda.errors import cli_main
+from jaxmoda.logs import setup_logging
 
 
 def plot_loss(metrics: list[dict], path: str, title: str) -> None:
@@ -68,8 +68,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dit-steps", type=int, default=1500)
     parser.add_argument("--fresh", action="store_true", help="delete --out/runs first (otherwise runs resume)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("absl").setLevel(logging.WARNING)
+    setup_logging()
     os.makedirs(args.out, exist_ok=True)
     if args.fresh:
         shutil.rmtree(os.path.join(args.out, "runs"), ignore_errors=True)

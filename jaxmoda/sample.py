@@ -6,9 +6,9 @@ Samples a trained run from the EMA params of its latest checkpoint and writes a 
 from __future__ import annotations
 
 import argparse
-import logging
 
 from jaxmoda.errors import ConfigError, cli_main
+from jaxmoda.logs import setup_logging
 
 
 def main(argv: list[str]) -> int:
@@ -24,8 +24,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--labels", default="", help="comma-separated class ids (default: cycle through classes)")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("absl").setLevel(logging.WARNING)
+    setup_logging()
     if args.num <= 0:
         raise ConfigError("--num must be a positive number of samples")
 

@@ -39,6 +39,12 @@ def test_train_writes_everything_and_compiles_once(tmp_path):
     assert os.path.exists(tmp_path / "samples" / "step_000005.png")
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3", "5"]
     assert os.path.exists(tmp_path / "export" / "meta.json")
+    # The sampling command reads the run back (EMA params of the latest checkpoint).
+    res = run_module("jaxmoda.sample", ["--workdir", str(tmp_path), "--num", "6", "--steps", "2",
+                                        "--sampler", "heun", "--out", str(tmp_path / "grid.png")])
+    assert res.returncode == 0, res.stderr[-2000:]
+    from PIL import Image
+    assert Image.open(tmp_path / "grid.png").size == (3 * 18 + 2, 2 * 18 + 2)  # 16-px tiles, 2-px borders
 
 
 def test_tiny_dit_learns_a_fixed_set():

@@ -9,7 +9,8 @@ Implementations (config `attention`):
   xla:    plain XLA softmax attention (fp32 scores); any mask, any dtype, every backend.
   cudnn:  the fused cuDNN kernel (NVIDIA GPUs, bf16/fp16). Masks are passed as sequence lengths,
           so they must be right-padded (real tokens first), which every jaxmoda token packer guarantees.
-  splash: the TPU Pallas splash-attention kernel with segment ids for padding (TPU only).
+  splash: the TPU Pallas splash-attention kernel with segment ids for padding (TPU only; the tests
+          run the same kernel in Pallas interpret mode on CPU, alone and per shard under a mesh).
   auto:   cudnn on GPU for bf16/fp16 inputs, splash on TPU, xla otherwise.
 """
 

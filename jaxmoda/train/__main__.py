@@ -9,6 +9,7 @@ import argparse
 import logging
 
 from jaxmoda.errors import cli_main
+from jaxmoda.logs import setup_logging
 
 
 def main(argv: list[str]) -> int:
@@ -19,8 +20,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--config", required=True, help="config file, optionally path.py:arg")
     parser.add_argument("--workdir", required=True, help="run folder: config.json, metrics, checkpoints, samples")
     args = parser.parse_args(rest)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("absl").setLevel(logging.WARNING)
+    setup_logging()
     config = load_config(args.config, overrides)
     from jaxmoda.train.loop import train
     summary = train(config, args.workdir)
