@@ -48,3 +48,25 @@ def modulate(x_btd: jax.Array, shift: jax.Array, scale: jax.Array) -> jax.Array:
     if shift.ndim == 2:
         shift, scale = shift[:, None], scale[:, None]
     return x_btd * (1 + scale) + shift
+
+
+CONV_AXES = ("conv_h", "conv_w", "conv_in", "conv_out")
+
+
+def conv(in_ch: int, out_ch: int, kernel: int = 3, *, stride: int = 1, padding="SAME", kernel_init=None,
+         use_bias: bool = True, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs) -> nnx.Conv:
+    """NHWC `nnx.Conv` whose kernel [k, k, in, out] carries logical names (replicated by the default rules)."""
+    kernel_init = kernel_init or nnx.initializers.lecun_normal()
+    return nnx.Conv(in_ch, out_ch, (kernel, kernel), strides=(stride, stride), padding=padding, use_bias=use_bias,
+                    dtype=dtype, param_dtype=param_dtype,
+                    kernel_init=nnx.with_partitioning(kernel_init, CONV_AXES),
+                    bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("conv_out",)), rngs=rngs)
+
+
+def group_norm(channels: int, *, max_groups: int = 32, dtype=jnp.float32, param_dtype=jnp.float32,
+               rngs: nnx.Rngs) -> nnx.GroupNorm:
+    """GroupNorm with the largest group count <= max_groups that divides `channels`."""
+    groups = max(g for g in range(1, max_groups + 1) if channels % g == 0)
+    return nnx.GroupNorm(channels, num_groups=groups, epsilon=1e-6, dtype=dtype, param_dtype=param_dtype,
+                         scale_init=nnx.with_partitioning(nnx.initializers.ones_init(), ("conv_out",)),
+                         bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("conv_out",)), rngs=rngs)

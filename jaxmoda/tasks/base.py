@@ -15,8 +15,9 @@ class Task(Protocol):
     def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
         """Constructs the model (parameters carry logical axis names)."""
 
-    def loss(self, model: nnx.Module, batch: dict, rng: jax.Array) -> tuple[jax.Array, dict]:
-        """Scalar training loss and scalar metrics for one global batch (pure, jit-able)."""
+    def loss(self, model: nnx.Module, batch: dict, rng: jax.Array, step: jax.Array) -> tuple[jax.Array, dict]:
+        """Scalar training loss and scalar metrics for one global batch (pure, jit-able); `step` is the
+        optimizer step (int32 []) for terms that are scheduled."""
 
     def sample(self, model: nnx.Module, rng: jax.Array, num: int, **options) -> jax.Array:
         """Generates `num` outputs (images in [-1, 1] for image tasks); pure, jit-able."""

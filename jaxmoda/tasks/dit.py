@@ -51,7 +51,7 @@ class DiTTask:
                    attention=m.attention, qk_norm=m.qk_norm, remat=m.remat, dtype=self.dtype,
                    param_dtype=self.param_dtype, rngs=rngs)
 
-    def loss(self, model: DiT, batch: dict, rng: jax.Array) -> tuple[jax.Array, dict]:
+    def loss(self, model: DiT, batch: dict, rng: jax.Array, step: jax.Array | None = None) -> tuple[jax.Array, dict]:
         drop_rng, loss_rng = jax.random.split(rng)
         labels = guidance.drop_condition(drop_rng, batch["label"], self.config.objective.cfg_dropout, model.null_label)
         per_example, aux = self.objective.loss(model, batch["image"], labels, loss_rng)

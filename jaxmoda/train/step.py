@@ -20,7 +20,9 @@ from jaxmoda.nn.logical import axis_rules
 from jaxmoda.nn.stack import is_unrolled
 from jaxmoda.train.state import TrainState
 
-LossFn = Callable[[nnx.Module, dict, jax.Array], tuple[jax.Array, dict]]
+# loss(model, batch, rng, step) -> (scalar loss, scalar metrics); `step` (int32 []) lets a task
+# schedule terms (e.g. a discriminator that starts at some step) inside the one jitted step.
+LossFn = Callable[[nnx.Module, dict, jax.Array, jax.Array], tuple[jax.Array, dict]]
 
 
 def ema_decay_at(step: jax.Array, decay: float, warmup: bool) -> jax.Array:
@@ -77,11 +79,12 @@ def make_train_step(loss_fn: LossFn, graphdef: Any, tx: optax.GradientTransforma
                     ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
     """Returns the pure `train_step(state, batch) -> (state, metrics)`."""
 
-    def objective(params, batch, rng):
-        return loss_fn(nnx.merge(graphdef, params), batch, rng)
-
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+
+        def objective(params, batch, rng):
+            return loss_fn(nnx.merge(graphdef, params), batch, rng, state.step)
+
         (loss, metrics), grads = accumulate_gradients(objective, state.params, batch, rng, microbatches)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -105,7 +108,7 @@ def make_eval_step(loss_fn: LossFn, graphdef: Any, use_ema: bool = True) -> Call
 
     def eval_step(state: TrainState, batch: dict, rng: jax.Array) -> dict:
         model = nnx.merge(graphdef, state.ema if use_ema else state.params)
-        loss, metrics = loss_fn(model, batch, rng)
+        loss, metrics = loss_fn(model, batch, rng, state.step)
         return dict(metrics, loss=loss)
 
     return eval_step
