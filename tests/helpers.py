@@ -23,8 +23,13 @@ TINY_OVERRIDES = {
 
 def tiny_config(**overrides):
     """configs/dit/tiny.py shrunk for tests; keyword overrides use '__' for '.' (model__hidden=64)."""
-    config = load_config_file(TINY)
-    values = dict(TINY_OVERRIDES)
+    return load_test_config(TINY, TINY_OVERRIDES, **overrides)
+
+
+def load_test_config(path: str, base: dict, **overrides):
+    """Loads a config file, applies `base` then keyword overrides ('__' for '.'), validates it."""
+    config = load_config_file(path)
+    values = dict(base)
     values.update({k.replace("__", "."): str(v) for k, v in overrides.items()})
     for key, raw in values.items():
         apply_override(config, key, raw)

@@ -63,10 +63,11 @@ def conv(in_ch: int, out_ch: int, kernel: int = 3, *, stride: int = 1, padding="
                     bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("conv_out",)), rngs=rngs)
 
 
-def group_norm(channels: int, *, max_groups: int = 32, dtype=jnp.float32, param_dtype=jnp.float32,
-               rngs: nnx.Rngs) -> nnx.GroupNorm:
+def group_norm(channels: int, *, max_groups: int = 32, epsilon: float = 1e-6, scale_init=None, dtype=jnp.float32,
+               param_dtype=jnp.float32, rngs: nnx.Rngs) -> nnx.GroupNorm:
     """GroupNorm with the largest group count <= max_groups that divides `channels`."""
     groups = max(g for g in range(1, max_groups + 1) if channels % g == 0)
-    return nnx.GroupNorm(channels, num_groups=groups, epsilon=1e-6, dtype=dtype, param_dtype=param_dtype,
-                         scale_init=nnx.with_partitioning(nnx.initializers.ones_init(), ("conv_out",)),
+    scale_init = scale_init or nnx.initializers.ones_init()
+    return nnx.GroupNorm(channels, num_groups=groups, epsilon=epsilon, dtype=dtype, param_dtype=param_dtype,
+                         scale_init=nnx.with_partitioning(scale_init, ("conv_out",)),
                          bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("conv_out",)), rngs=rngs)

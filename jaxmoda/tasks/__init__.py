@@ -13,6 +13,7 @@ from jaxmoda.errors import ConfigError
 
 _TASKS = {
     "dit": "jaxmoda.tasks.dit:DiTTask",
+    "dvae": "jaxmoda.tasks.dvae:DVAETask",
 }
 
 
