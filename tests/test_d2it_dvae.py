@@ -1,13 +1,15 @@
 """The Dynamic VAE: shapes per grain, neighbour copying inside the model, one compile, learning."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from jaxmoda.d2it.grains import COARSE, FINE
 from jaxmoda.d2it.tokens import is_copy_consistent
 from jaxmoda.tasks import get_task
 from jaxmoda.train.setup import build_training
-from jaxmoda.train.state import build_model
+from jaxmoda.train.state import abstract_model, build_model
 from tests.helpers import ROOT, load_test_config
 
 SMALL = {"model.encoder.ch": "8", "model.decoder.ch": "8", "model.discriminator.ndf": "8", "batch_size": "8",
@@ -63,3 +65,17 @@ def test_train_step_compiles_once_across_grain_maps_and_learns():
     assert run.step.cache_size() == 1
     assert np.mean(l1[-5:]) < 0.6 * l1[0], (l1[0], l1[-5:])
     assert 0.0 < float(m["fine_ratio"]) < 1.0
+
+
+def test_paper_scale_and_fashion_mnist_configs_have_the_right_shapes():
+    """256 px: fine 32x32 and coarse 16x16 latents, 256x256x3 out (shapes only, nothing computed)."""
+    for spec, size, ch in ((f"{ROOT}/configs/d2it/dvae_256.py:ffhq", 256, 3), (f"{ROOT}/configs/d2it/dvae_fmnist.py", 32, 1)):
+        config = load_test_config(spec, {"d2it.fine_ratio": "1.0"})  # r=1: no thresholds to fit
+        task = get_task(config)
+        graphdef, params = abstract_model(task.build_model)
+        x = jax.ShapeDtypeStruct((2, size, size, ch), jnp.float32)
+        moments = jax.eval_shape(lambda p, x: nnx.merge(graphdef, p).encoder(x), params, x)
+        assert moments[8][0].shape == (2, size // 8, size // 8, 4) and moments[16][0].shape == (2, size // 16, size // 16, 4)
+        out = jax.eval_shape(lambda p, z: nnx.merge(graphdef, p).decode(z), params,
+                             jax.ShapeDtypeStruct((2, size // 8, size // 8, 4), jnp.float32))
+        assert out.shape == (2, size, size, ch)

@@ -1,0 +1,142 @@
+"""python -m jaxmoda.d2it.encode --workdir DVAE_DIR --out LATENTS [--config DATA_CONFIG] [--num N]
+
+Caches the Dynamic VAE's latents so stage 2 trains without the encoder: for every image (and its
+horizontal flip, encoded separately because a conv encoder is not flip-equivariant and the grain map
+flips with the image) one ArrayRecord entry with the neighbour-copied posterior-mean latent
+z [H/8, W/8, n_z] (float16), the grain map [H/16, W/16] (uint8, jaxmoda.d2it.grains), the label and
+the flip flag. Each process encodes every process_count-th image into its own shard
+(latents-PPPPP-of-NNNNN.array_record); process 0 writes metadata.json (shapes, the latent std for a
+scale factor, the entropy settings and threshold, the DVAE workdir).
+
+Record format: an .npz archive (numpy's, loaded with allow_pickle=False) with keys z, grain, label,
+flip. `read_record(bytes)` decodes one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import os
+
+import numpy as np
+
+from jaxmoda.errors import ConfigError, cli_main
+from jaxmoda.logs import setup_logging
+
+log = logging.getLogger(__name__)
+
+
+def encode_record(z: np.ndarray, grain: np.ndarray, label: int, flip: bool) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, z=z.astype(np.float16), grain=grain.astype(np.uint8), label=np.int32(label), flip=np.bool_(flip))
+    return buf.getvalue()
+
+
+def read_record(record: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(record), allow_pickle=False) as f:
+        return {k: f[k] for k in ("z", "grain", "label", "flip")}
+
+
+def shard_name(index: int, count: int) -> str:
+    return f"latents-{index:05d}-of-{count:05d}.array_record"
+
+
+def encode_dataset(task, model_fn, data_cfg, out_dir: str, *, num: int = 0, batch_size: int = 32,
+                   process_index: int = 0, process_count: int = 1, seed: int = 0) -> dict:
+    """Encodes this process's slice of the dataset into one shard; returns the shard's statistics."""
+    from array_record.python.array_record_module import ArrayRecordWriter
+    from tqdm.auto import tqdm
+
+    from jaxmoda.data import build_source
+    ds, info = build_source(data_cfg, seed=seed)
+    total = len(ds) if num <= 0 else min(num, len(ds))
+    indices = list(range(process_index, total, process_count))
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, shard_name(process_index, process_count))
+    writer = ArrayRecordWriter(path + ".tmp", "group_size:1")
+    count, s1, s2, n_el, fine = 0, 0.0, 0.0, 0, 0.0
+    try:
+        for start in tqdm(range(0, len(indices), batch_size), desc="encode", unit="batch",
+                          disable=process_index != 0):
+            items = [ds[i] for i in indices[start:start + batch_size]]
+            items = [it for it in items if it is not None]
+            if not items:
+                continue
+            images = np.stack([it["image"] for it in items])
+            labels = [int(it["label"]) for it in items]
+            pad = batch_size - len(items)  # one compiled shape: pad the last batch
+            both = np.concatenate([images, images[:, :, ::-1]])
+            both = np.concatenate([both, np.zeros((pad * 2,) + images.shape[1:], images.dtype)]) if pad else both
+            z, grain = (np.asarray(a) for a in model_fn(both))
+            n = len(items)
+            for k, flip in ((0, False), (1, True)):
+                for i in range(n):
+                    j = k * n + i  # rows: images, their flips, then padding
+                    writer.write(encode_record(z[j], grain[j], labels[i], flip))
+                    s1 += float(z[j].astype(np.float64).sum())
+                    s2 += float(np.square(z[j].astype(np.float64)).sum())
+                    n_el += z[j].size
+                    fine += float(grain[j].mean())
+                    count += 1
+    finally:
+        writer.close()
+    os.replace(path + ".tmp", path)
+    return {"records": count, "sum": s1, "sum_sq": s2, "elements": n_el, "fine_sum": fine,
+            "z_shape": list(z.shape[1:]), "grain_shape": list(grain.shape[1:]), "num_classes": info["num_classes"]}
+
+
+def main(argv: list[str]) -> int:
+    from jaxmoda.config import load_config, split_overrides
+    overrides, rest = split_overrides(argv)
+    parser = argparse.ArgumentParser(prog="python -m jaxmoda.d2it.encode", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", required=True, help="a trained Dynamic VAE run")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--config", default="", help="config whose `data` group to encode (default: the run's)")
+    parser.add_argument("--num", type=int, default=0, help="encode the first N images (0 = all)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args(rest)
+    setup_logging()
+    import jax
+    from flax import nnx
+
+    from jaxmoda.nn.logical import axis_rules
+    from jaxmoda.train.sampling import load_for_sampling
+
+    task, graphdef, ema, mesh, rules = load_for_sampling(args.workdir)
+    if task.config.model.name != "dvae":
+        raise ConfigError(f"{args.workdir} trained a {task.config.model.name!r} model; pass a Dynamic VAE run")
+    data_cfg = load_config(args.config, overrides).data if args.config else task.config.data
+
+    def encode(p, x):
+        model = nnx.merge(graphdef, p)
+        grain = task.grain_map(x)
+        z, _ = model.encode(x, grain)
+        return z, grain
+
+    fn = jax.jit(encode)
+    with axis_rules(mesh, rules):
+        stats = encode_dataset(task, lambda x: fn(ema, x), data_cfg, args.out, num=args.num,
+                               batch_size=args.batch_size, process_index=jax.process_index(),
+                               process_count=jax.process_count(), seed=task.config.seed)
+    if jax.process_index() == 0:  # single-host statistics; multi-host runs merge per-shard stats later
+        mean = stats["sum"] / max(stats["elements"], 1)
+        std = float(np.sqrt(max(stats["sum_sq"] / max(stats["elements"], 1) - mean ** 2, 1e-12)))
+        meta = {"format": "jaxmoda.d2it.latents/1", "records": stats["records"], "shards": jax.process_count(),
+                "z_shape": stats["z_shape"], "grain_shape": stats["grain_shape"], "latent_mean": mean,
+                "latent_std": std, "scale_factor": 1.0 / std, "num_classes": stats["num_classes"],
+                "fine_ratio_observed": stats["fine_sum"] / max(stats["records"], 1),
+                "fine_ratio": task.config.d2it.fine_ratio, "threshold": task.threshold,
+                "entropy": task.settings.as_dict(), "dvae_workdir": os.path.abspath(args.workdir)}
+        with open(os.path.join(args.out, "metadata.json.tmp"), "w") as f:
+            json.dump(meta, f, indent=2)
+        os.replace(os.path.join(args.out, "metadata.json.tmp"), os.path.join(args.out, "metadata.json"))
+        print(f"wrote {stats['records']} latents ({args.num or 'all'} images and their flips) to {args.out}; "
+              f"latent std {std:.4f}, fine ratio {meta['fine_ratio_observed']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli_main(main)
