@@ -345,3 +345,13 @@ def test_save_image_grid_size_and_border(tmp_path):
     np.testing.assert_array_equal(grid[2:10, 2:8], images.to_uint8_images(x[0]))
     np.testing.assert_array_equal(grid[12:20, 10:16], images.to_uint8_images(x[4]))
     assert images.save_image_grid(x[:4, ..., :1], tmp_path / "g.png") == (2 * 6 + 3 * 2, 2 * 8 + 3 * 2)
+
+
+def test_idx_images_smaller_than_image_size_are_padded_not_stretched(tmp_path):
+    from jaxmoda.data import build_source
+    c = cfg(source="idx", path=str(idx_dir(tmp_path, n=4)), image_size=32, channels=1, random_flip=False)
+    ds, info = build_source(c)
+    x = ds[0]["image"]
+    assert x.shape == (32, 32, 1)
+    assert np.all(x[:2] == -1.0) and np.all(x[:, -2:] == -1.0)          # 2-px black border
+    assert len(np.unique(x[2:30, 2:30])) == 1 and x[2, 2, 0] > -1.0      # the 28x28 image, unscaled

@@ -1,5 +1,5 @@
 """Dynamic VAE on Fashion-MNIST (IDX files; Debian's dataset-fashion-mnist installs them under
-/usr/share/datasets/fashion-mnist), 28x28 resized to 32x32 so the image is 2x2 coarse regions.
+/usr/share/datasets/fashion-mnist), 28x28 padded to 32x32 so the image is 2x2 coarse regions.
 
 python -m jaxmoda.train --config configs/d2it/dvae_fmnist.py --workdir runs/dvae_fmnist
 """

@@ -124,8 +124,16 @@ class ArrayDecoder:
     def __call__(self, record: tuple[np.ndarray, int], rng: np.random.Generator) -> tuple[np.ndarray, int]:
         del rng  # Deterministic; augmentation happens in the shared decoder.
         image, label = record
-        img = center_crop_resize(to_uint8_pil(array_to_pil(image), self.channels), self.image_size)
-        return pil_to_array(img), int(label)
+        img = to_uint8_pil(array_to_pil(image), self.channels)
+        if img.width <= self.image_size and img.height <= self.image_size:
+            # Smaller images (28x28 MNIST at image_size 32) are padded with the black background,
+            # not stretched: strokes keep their width and the digit its proportions.
+            out = np.zeros((self.image_size, self.image_size, self.channels), np.uint8)
+            arr = pil_to_array(img)
+            top, left = (self.image_size - img.height) // 2, (self.image_size - img.width) // 2
+            out[top:top + img.height, left:left + img.width] = arr
+            return out, int(label)
+        return pil_to_array(center_crop_resize(img, self.image_size)), int(label)
 
 
 def _class_names(root: str, num_classes: int) -> list[str]:
