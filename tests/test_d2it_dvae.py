@@ -79,3 +79,18 @@ def test_paper_scale_and_fashion_mnist_configs_have_the_right_shapes():
         out = jax.eval_shape(lambda p, z: nnx.merge(graphdef, p).decode(z), params,
                              jax.ShapeDtypeStruct((2, size // 8, size // 8, 4), jnp.float32))
         assert out.shape == (2, size, size, ch)
+
+
+def test_perceptual_and_gan_terms_train(tmp_path):
+    """With LPIPS weights from a (synthetic) file and the discriminator on from step 0, a step is finite."""
+    from jaxmoda.nn.perceptual import write_synthetic_lpips_npz
+    path = write_synthetic_lpips_npz(str(tmp_path / "lpips.npz"), seed=0)
+    config = dvae_config(d2it__lpips_weights=path, d2it__disc_start="0", batch_size="2")
+    run = build_training(config, jax.devices()[:1])
+    batch = run.global_batch(next(run.task.data_iterator(0, 1)))
+    state, m = run.step(run.state, batch)
+    state, m = run.step(state, batch)
+    assert run.task.lpips is not None
+    for key in ("loss", "l1", "g_loss", "d_loss", "d_weight"):
+        assert np.isfinite(float(m[key])), key
+    assert float(m["loss"]) > float(m["l1"])  # the perceptual and GAN terms add to the L1
