@@ -73,7 +73,8 @@ class DVAETask:
         from jaxmoda.data import build_source
         ds, _ = build_source(self.config.data, seed=self.config.seed)
         n = min(d.threshold_fit_images, len(ds))
-        images = np.stack([ds[i]["image"] for i in range(n) if ds[i] is not None])
+        items = (ds[i] for i in range(n))
+        images = np.stack([it["image"] for it in items if it is not None])
         ent = np.concatenate([np.asarray(E.entropy_map(jnp.asarray(images[i:i + 64]), self.settings)).ravel()
                               for i in range(0, len(images), 64)])
         fitted = T.fit_thresholds(ent, self.settings)
