@@ -5,8 +5,9 @@ horizontal flip, encoded separately because a conv encoder is not flip-equivaria
 flips with the image) one ArrayRecord entry with the neighbour-copied posterior-mean latent
 z [H/8, W/8, n_z] (float16), the grain map [H/16, W/16] (uint8, jaxmoda.d2it.grains), the label and
 the flip flag. Each process encodes every process_count-th image into its own shard
-(latents-PPPPP-of-NNNNN.array_record); process 0 writes metadata.json (shapes, the latent std for a
-scale factor, the entropy settings and threshold, the DVAE workdir).
+(latents-PPPPP-of-NNNNN.array_record) and its statistics (stats-PPPPP.json); process 0 merges them into
+metadata.json (shapes, the latent std for a scale factor, the entropy settings and threshold, the
+DVAE workdir).
 
 Record format: an .npz archive (numpy's, loaded with allow_pickle=False) with keys z, grain, label,
 flip. `read_record(bytes)` decodes one.
@@ -121,7 +122,17 @@ def main(argv: list[str]) -> int:
         stats = encode_dataset(task, lambda x: fn(ema, x), data_cfg, args.out, num=args.num,
                                batch_size=args.batch_size, process_index=jax.process_index(),
                                process_count=jax.process_count(), seed=task.config.seed)
-    if jax.process_index() == 0:  # single-host statistics; multi-host runs merge per-shard stats later
+    # Each process leaves its shard's statistics beside the shard; process 0 merges them all.
+    stats_path = os.path.join(args.out, f"stats-{jax.process_index():05d}.json")
+    with open(stats_path + ".tmp", "w") as f:
+        json.dump(stats, f)
+    os.replace(stats_path + ".tmp", stats_path)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices("jaxmoda.d2it.encode:stats")
+    if jax.process_index() == 0:
+        shards = [json.load(open(os.path.join(args.out, f"stats-{p:05d}.json"))) for p in range(jax.process_count())]
+        stats = dict(shards[0], **{k: sum(s[k] for s in shards) for k in ("records", "sum", "sum_sq", "elements", "fine_sum")})
         mean = stats["sum"] / max(stats["elements"], 1)
         std = float(np.sqrt(max(stats["sum_sq"] / max(stats["elements"], 1) - mean ** 2, 1e-12)))
         meta = {"format": "jaxmoda.d2it.latents/1", "records": stats["records"], "shards": jax.process_count(),
