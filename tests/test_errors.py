@@ -61,6 +61,8 @@ def test_unwritable_workdir(tmp_path):
 
 def test_checkpoint_from_a_different_model(tmp_path):
     assert _train(tmp_path, total_steps=1, checkpoint_every=1).returncode == 0
+    before = (tmp_path / "config.json").read_text()
     _one_error_line(_train(tmp_path, total_steps=2, model__hidden=48), "different model", "--workdir")
+    assert (tmp_path / "config.json").read_text() == before  # the refused run changed nothing
     res = run_module("jaxmoda.sample", ["--workdir", str(tmp_path / "nothing_here"), "--num", "2"])
     _one_error_line(res, "no config.json")

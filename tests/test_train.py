@@ -155,3 +155,11 @@ def test_microbatches_give_the_full_batch_gradient():
     assert abs(float(l1) - float(l4)) < 1e-6 and float(m4["n"]) == 2.0
     for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g4)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+
+
+def test_resume_forgets_metrics_of_steps_it_redoes(tmp_path):
+    from jaxmoda.train.metrics import MetricWriter
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in range(1, 6)))
+    MetricWriter(str(tmp_path), tensorboard=False, initial_step=3, progress_bar=False).close()
+    assert [r["step"] for r in read_metrics(str(tmp_path))] == [1, 2, 3]

@@ -140,7 +140,6 @@ def train(config: ConfigDict, workdir: str) -> dict:
         log.info("model %s: %s parameters; mesh %s; %.0f%% of parameter bytes replicated",
                  config.model.name, f"{param_count(state.params):,}", dict(mesh.shape),
                  100 * parallel.fraction_replicated(state.params))
-        _write_atomic(os.path.join(workdir, "config.json"), to_json(config))
 
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints,
                         async_save=config.async_checkpointing)
@@ -149,6 +148,8 @@ def train(config: ConfigDict, workdir: str) -> dict:
         abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
         state = ckpt.restore(latest, abstract, data_iter, meta)
         log.info("resumed from %s/checkpoints/%d", workdir, latest)
+    if primary:  # only once the checkpoint is known to match: a refused run leaves the folder as it was
+        _write_atomic(os.path.join(workdir, "config.json"), to_json(config))
 
     sampler = make_sampler(task, graphdef, mesh, rules, config.num_samples) if config.num_samples > 0 else None
 

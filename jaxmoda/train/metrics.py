@@ -24,6 +24,7 @@ class MetricWriter:
         self.bar = None
         if not self.active:
             return
+        self._drop_records_after(initial_step)
         if tensorboard:
             try:
                 from tensorboardX import SummaryWriter
@@ -34,6 +35,19 @@ class MetricWriter:
             from tqdm.auto import tqdm
             self.bar = tqdm(total=total_steps, initial=initial_step, unit="step", dynamic_ncols=True,
                             file=sys.stderr, mininterval=1.0, smoothing=0.1)
+
+    def _drop_records_after(self, step: int) -> None:
+        """On resume, forget records of steps the restored checkpoint does not contain (they are redone)."""
+        if not os.path.exists(self.path):
+            return
+        with open(self.path) as f:
+            lines = [line for line in f if line.strip()]
+        keep = [line for line in lines if json.loads(line).get("step", 0) <= step]
+        if len(keep) != len(lines):
+            tmp = self.path + ".tmp"
+            with open(tmp, "w") as f:
+                f.writelines(keep)
+            os.replace(tmp, self.path)
 
     def write(self, step: int, scalars: dict[str, Any]) -> None:
         if not self.active:
