@@ -60,7 +60,7 @@ def main(argv: list[str]) -> int:
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "bench_grains.json"), "w") as f:
         json.dump(results, f, indent=2)
-    print(f"| variant | fine ratio | held-out PSNR | codes used (of all-fine) |\n|---|---|---|---|")
+    print("| variant | fine ratio | held-out PSNR | codes used (of all-fine) |\n|---|---|---|---|")
     for name in ("all_coarse", "dual", "all_fine"):
         x = results[name]
         print(f"| {name} | {x['fine_ratio']:.2f} | {x['psnr_db']:.2f} dB | {x['codes_fraction']:.3f} |")
