@@ -38,14 +38,12 @@ def plot_loss(metrics: list[dict], path: str, title: str) -> None:
 
 def run_dit(out: str, steps: int) -> dict:
     import jax
-    from flax import nnx
 
     from jaxmoda.config import load_config
     from jaxmoda.io.images import save_image_grid
-    from jaxmoda.nn.logical import axis_rules
     from jaxmoda.train.loop import train
     from jaxmoda.train.metrics import read_metrics
-    from jaxmoda.train.sampling import load_for_sampling
+    from jaxmoda.train.sampling import sample_run
 
     workdir = os.path.join(out, "runs", "dit_tiny")
     config = load_config("configs/dit/tiny.py", [("total_steps", str(steps)), ("checkpoint_every", str(steps)),
@@ -53,27 +51,19 @@ def run_dit(out: str, steps: int) -> dict:
     t0 = time.time()
     train(config, workdir)
     train_s = time.time() - t0
-    task, graphdef, ema, mesh, rules = load_for_sampling(workdir)
-    num_classes = task.config.model.num_classes
-    labels = jax.numpy.repeat(jax.numpy.arange(num_classes), 8)
-    with axis_rules(mesh, rules):
-        images = jax.jit(lambda p, r: task.sample(nnx.merge(graphdef, p), r, len(labels), labels=labels))(ema, jax.random.key(0))
+    labels = jax.numpy.repeat(jax.numpy.arange(config.model.num_classes), 8)
+    images = sample_run(workdir, len(labels), labels=labels)
     save_image_grid(images, os.path.join(out, "dit_samples.png"), nrow=8)
     plot_loss(read_metrics(workdir), os.path.join(out, "dit_loss.png"), "tiny DiT, rectified flow")
     return {"train_seconds": train_s}
 
 
 def run_dvae(out: str, steps: int) -> dict:
-    import jax
-    from flax import nnx
-
     from jaxmoda.config import load_config
-    from jaxmoda.d2it.reconstruct import reconstruct_figure
+    from jaxmoda.d2it.reconstruct import reconstruct_run
     from jaxmoda.io.images import save_image_grid
-    from jaxmoda.nn.logical import axis_rules
     from jaxmoda.train.loop import train
     from jaxmoda.train.metrics import read_metrics
-    from jaxmoda.train.sampling import load_for_sampling
 
     workdir = os.path.join(out, "runs", "dvae_tiny")
     # The demo trains without the discriminator (it starts late in the full tiny config anyway).
@@ -82,10 +72,7 @@ def run_dvae(out: str, steps: int) -> dict:
     t0 = time.time()
     train(config, workdir)
     train_s = time.time() - t0
-    task, graphdef, ema, mesh, rules = load_for_sampling(workdir)
-    fn = jax.jit(lambda p, x: task.reconstruct(nnx.merge(graphdef, p), x))
-    with axis_rules(mesh, rules):
-        rows, psnr, codes = reconstruct_figure(task, lambda x: fn(ema, x), 8)
+    rows, psnr, codes = reconstruct_run(workdir, 8)
     save_image_grid(rows, os.path.join(out, "dvae_recon.png"), nrow=6)
     metrics = [dict(m, loss=m["l1"]) for m in read_metrics(workdir)]
     plot_loss(metrics, os.path.join(out, "dvae_loss.png"), "tiny Dynamic VAE, L1")

@@ -30,21 +30,16 @@ def main(argv: list[str]) -> int:
 
     import jax
     import jax.numpy as jnp
-    from flax import nnx
 
     from jaxmoda.io.images import save_image_grid
-    from jaxmoda.nn.logical import axis_rules
-    from jaxmoda.train.sampling import load_for_sampling
+    from jaxmoda.train.sampling import sample_run
 
-    task, graphdef, ema, mesh, rules = load_for_sampling(args.workdir, step=args.step)
     options = {"cfg_scale": args.cfg, "steps": args.steps, "sampler": args.sampler}
     if args.labels:
         ids = [int(s) for s in args.labels.split(",")]
         options["labels"] = jnp.asarray([ids[i % len(ids)] for i in range(args.num)], jnp.int32)
     try:
-        with axis_rules(mesh, rules):
-            fn = jax.jit(lambda p, r: task.sample(nnx.merge(graphdef, p), r, args.num, **options))
-            images = fn(ema, jax.random.key(args.seed))
+        images = sample_run(args.workdir, args.num, seed=args.seed, step=args.step, **options)
     except ValueError as e:  # e.g. a sampler name the objective does not know
         raise ConfigError(str(e).splitlines()[0]) from None
     save_image_grid(jax.device_get(images), args.out)

@@ -20,16 +20,8 @@ from jaxmoda.logs import setup_logging
 
 
 def evaluate(workdir: str, num: int) -> dict:
-    import jax
-    from flax import nnx
-
-    from jaxmoda.d2it.reconstruct import reconstruct_figure
-    from jaxmoda.nn.logical import axis_rules
-    from jaxmoda.train.sampling import load_for_sampling
-    task, graphdef, ema, mesh, rules = load_for_sampling(workdir)
-    fn = jax.jit(lambda p, x: task.reconstruct(nnx.merge(graphdef, p), x))
-    with axis_rules(mesh, rules):
-        _, psnr, codes = reconstruct_figure(task, lambda x: fn(ema, x), num)
+    from jaxmoda.d2it.reconstruct import reconstruct_run
+    _, psnr, codes = reconstruct_run(workdir, num)
     return {"psnr_db": float(np.mean(psnr)), "codes_fraction": float(np.mean(codes))}
 
 

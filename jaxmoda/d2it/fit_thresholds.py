@@ -53,6 +53,12 @@ class Thresholds:
     quantiles: np.ndarray
     num_regions: int
 
+    @classmethod
+    def from_fitted(cls, fitted: dict[str, Any], settings: EntropySettings) -> "Thresholds":
+        """From the dict `fit_thresholds` returns (fitted with `settings`)."""
+        return cls(settings=settings, quantiles=np.asarray(fitted["quantiles"], np.float64),
+                   num_regions=int(fitted["num_regions"]))
+
     def threshold_for(self, fine_ratio: float) -> float:
         """The entropy above which a region is FINE, so that a fraction `fine_ratio` of regions is fine.
 
@@ -190,6 +196,57 @@ def _settings(config, region_size: int | None, bins: int | None) -> EntropySetti
     return dataclasses.replace(settings, **overrides) if overrides else settings
 
 
+def fit_dataset(data_cfg, settings: EntropySettings, *, num_images: int = 0, batch_size: int = 32, seed: int = 0,
+                progress: bool = True) -> tuple[dict[str, Any], int]:
+    """Streams the first `num_images` (0: all) images of a data config through `entropy_map` and fits
+    thresholds on their region entropies. Returns (the `fit_thresholds` dict, images read)."""
+    # pylint: disable=import-outside-toplevel
+    import functools
+
+    import grain
+    import jax
+    from tqdm import tqdm
+
+    from jaxmoda.d2it.entropy import entropy_map
+    from jaxmoda.data import build_source
+    from jaxmoda.data.config import resolve
+
+    data_settings = resolve(data_cfg)
+    check_image_shape((1, data_settings.image_size, data_settings.image_size, data_settings.channels), settings)
+    dataset, _ = build_source(data_cfg, seed=seed)
+    wanted = min(num_images or len(dataset), len(dataset))
+    read_options = grain.ReadOptions(num_threads=data_settings.num_threads,
+                                     prefetch_buffer_size=data_settings.prefetch_buffer_size)
+    fn = jax.jit(functools.partial(entropy_map, settings=settings))
+
+    results, batch = [], []
+
+    def flush():
+        # A short last batch is zero-padded so the function compiles once; the padding is dropped.
+        n = len(batch)
+        images = np.stack(batch + [np.zeros_like(batch[0])] * (batch_size - n))
+        results.append(fn(images)[:n])
+        batch.clear()
+
+    read = 0
+    # to_iter_dataset skips None elements (files that failed to decode) and reads with threads.
+    with tqdm(total=wanted, unit="img", desc="entropy", mininterval=1.0, disable=not progress) as bar:
+        for example in dataset[:wanted].to_iter_dataset(read_options):
+            batch.append(np.asarray(example["image"], np.float32))
+            read += 1
+            if len(batch) == batch_size:
+                flush()
+            bar.update(1)
+        if batch:
+            flush()
+    if read < wanted:
+        log.warning("%d of %d images could not be read and were skipped", wanted - read, wanted)
+    if not results:
+        raise DataError(f"no readable images in data source {data_settings.source!r}; check config.data")
+    entropies = np.concatenate([np.asarray(r, np.float32).reshape(-1) for r in jax.device_get(results)])
+    return fit_thresholds(entropies, settings), read
+
+
 def main(argv: list[str]) -> int:
     from jaxmoda.config import load_config, split_overrides  # pylint: disable=import-outside-toplevel
 
@@ -211,55 +268,12 @@ def main(argv: list[str]) -> int:
     config = load_config(args.config, overrides)
     settings = _settings(config, args.region_size, args.bins)
 
-    # pylint: disable=import-outside-toplevel
-    import functools
-
-    import grain
-    import jax
-    from tqdm import tqdm
-
-    from jaxmoda.d2it.entropy import entropy_map
-    from jaxmoda.data import build_source
-    from jaxmoda.data.config import resolve
-
-    data_settings = resolve(config.data)
-    check_image_shape((1, data_settings.image_size, data_settings.image_size, data_settings.channels), settings)
-    dataset, _ = build_source(config.data, seed=config.seed)
-    wanted = min(args.num_images or len(dataset), len(dataset))
-    read_options = grain.ReadOptions(num_threads=data_settings.num_threads,
-                                     prefetch_buffer_size=data_settings.prefetch_buffer_size)
-    fn = jax.jit(functools.partial(entropy_map, settings=settings))
-
-    results, batch = [], []
-
-    def flush():
-        # A short last batch is zero-padded so the function compiles once; the padding is dropped.
-        n = len(batch)
-        images = np.stack(batch + [np.zeros_like(batch[0])] * (args.batch_size - n))
-        results.append(fn(images)[:n])
-        batch.clear()
-
-    num_images = 0
-    # to_iter_dataset skips None elements (files that failed to decode) and reads with threads.
-    with tqdm(total=wanted, unit="img", desc="entropy", mininterval=1.0) as bar:
-        for example in dataset[:wanted].to_iter_dataset(read_options):
-            batch.append(np.asarray(example["image"], np.float32))
-            num_images += 1
-            if len(batch) == args.batch_size:
-                flush()
-            bar.update(1)
-        if batch:
-            flush()
-    if num_images < wanted:
-        log.warning("%d of %d images could not be read and were skipped", wanted - num_images, wanted)
-    if not results:
-        raise DataError(f"no readable images in data source {data_settings.source!r}; check config.data")
-    entropies = np.concatenate([np.asarray(r, np.float32).reshape(-1) for r in jax.device_get(results)])
-    fitted = fit_thresholds(entropies, settings)
+    fitted, num_images = fit_dataset(config.data, settings, num_images=args.num_images,
+                                     batch_size=args.batch_size, seed=config.seed)
     save_thresholds(args.out, fitted)
-    table = Thresholds(settings, np.asarray(fitted["quantiles"]), fitted["num_regions"])
+    table = Thresholds.from_fitted(fitted, settings)
     ratios = ", ".join(f"r={r}: {table.threshold_for(r):.4f}" for r in (0.25, 0.5, 0.75))
-    print(f"fitted entropy thresholds on {num_images} images ({entropies.size} regions of "
+    print(f"fitted entropy thresholds on {num_images} images ({fitted['num_regions']} regions of "
           f"{settings.region_size}x{settings.region_size}, {settings.num_bins} bins): {ratios}; wrote {args.out}")
     return 0
 

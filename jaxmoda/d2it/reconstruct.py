@@ -28,14 +28,26 @@ def grain_overlay(images: np.ndarray, grain: np.ndarray) -> np.ndarray:
     return out
 
 
-def reconstruct_figure(task, model_fn, num: int):
-    """(rows [3*num, H, W, 3] in [-1, 1], psnr [num], codes_fraction [num]) for `num` held-out images."""
+def reconstruct_run(workdir: str, num: int):
+    """Reconstructs `num` held-out images with a trained DVAE run (EMA params of its latest checkpoint).
+
+    Returns (rows [3*num, H, W, C] in [-1, 1]: original, reconstruction, grain overlay per image;
+    psnr [num]; fraction of the all-fine latent codes used [num]).
+    """
+    import jax
     import jax.numpy as jnp
+    from flax import nnx
 
     from jaxmoda.d2it.grains import num_codes
+    from jaxmoda.nn.logical import axis_rules
     from jaxmoda.tasks.dvae import psnr
+    from jaxmoda.train.sampling import load_for_sampling
+    task, graphdef, ema, mesh, rules = load_for_sampling(workdir)
+    if task.config.model.name != "dvae":
+        raise ConfigError(f"{workdir} trained a {task.config.model.name!r} model; pass a Dynamic VAE run")
     images = task.holdout(num)
-    recon, grain = model_fn(jnp.asarray(images))
+    with axis_rules(mesh, rules):
+        recon, grain = jax.jit(lambda p, x: task.reconstruct(nnx.merge(graphdef, p), x))(ema, jnp.asarray(images))
     recon, grain = np.asarray(recon), np.asarray(grain)
     rows = np.stack([images, recon, grain_overlay(images, grain)], axis=1).reshape((-1,) + images.shape[1:])
     h, w = grain.shape[1:]
@@ -52,19 +64,9 @@ def main(argv: list[str]) -> int:
     setup_logging()
     if args.num <= 0:
         raise ConfigError("--num must be a positive number of images")
-    import jax
-    from flax import nnx
-
     from jaxmoda.io.images import save_image_grid
-    from jaxmoda.nn.logical import axis_rules
-    from jaxmoda.train.sampling import load_for_sampling
 
-    task, graphdef, ema, mesh, rules = load_for_sampling(args.workdir)
-    if task.config.model.name != "dvae":
-        raise ConfigError(f"{args.workdir} trained a {task.config.model.name!r} model; pass a Dynamic VAE run")
-    fn = jax.jit(lambda p, x: task.reconstruct(nnx.merge(graphdef, p), x))
-    with axis_rules(mesh, rules):
-        rows, psnr, codes = reconstruct_figure(task, lambda x: fn(ema, x), args.num)
+    rows, psnr, codes = reconstruct_run(args.workdir, args.num)
     save_image_grid(rows, args.out, nrow=3)
     print(f"wrote {args.out}: PSNR {psnr.mean():.2f} dB over {args.num} held-out images, "
           f"{codes.mean():.3f} of the all-fine latent codes")

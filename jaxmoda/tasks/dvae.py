@@ -62,25 +62,18 @@ class DVAETask:
 
     def _threshold(self) -> float:
         """Entropy threshold for the configured fine ratio: from a thresholds file or fitted here."""
-        from jaxmoda.d2it import entropy as E
         from jaxmoda.d2it import fit_thresholds as T
         d = self.config.d2it
-        if d.fine_ratio in (0.0, 1.0):
+        if d.fine_ratio in (0.0, 1.0):  # every region coarse / fine: nothing to fit
             return float("inf") if d.fine_ratio == 0.0 else float("-inf")
         if d.thresholds:
             return T.load_thresholds(d.thresholds, self.settings).threshold_for(d.fine_ratio)
         # Deterministic: the same images every time, so a resumed run or the encoder gets the same value.
-        from jaxmoda.data import build_source
-        ds, _ = build_source(self.config.data, seed=self.config.seed)
-        n = min(d.threshold_fit_images, len(ds))
-        items = (ds[i] for i in range(n))
-        images = np.stack([it["image"] for it in items if it is not None])
-        ent = np.concatenate([np.asarray(E.entropy_map(jnp.asarray(images[i:i + 64]), self.settings)).ravel()
-                              for i in range(0, len(images), 64)])
-        fitted = T.fit_thresholds(ent, self.settings)
-        value = T.Thresholds(self.settings, np.asarray(fitted["quantiles"]), fitted["num_regions"]).threshold_for(d.fine_ratio)
+        fitted, n = T.fit_dataset(self.config.data, self.settings, num_images=d.threshold_fit_images,
+                                  seed=self.config.seed, progress=False)
+        value = T.Thresholds.from_fitted(fitted, self.settings).threshold_for(d.fine_ratio)
         log.info("entropy threshold %.4f for fine ratio %.2f, fitted on %d training images", value, d.fine_ratio, n)
-        return float(value)
+        return value
 
     def build_model(self, rngs: nnx.Rngs):
         from jaxmoda.d2it.dvae import DynamicVAE
@@ -92,8 +85,8 @@ class DVAETask:
 
     def grain_map(self, images: jax.Array) -> jax.Array:
         from jaxmoda.d2it.entropy import entropy_map
-        from jaxmoda.d2it.grains import COARSE, FINE
-        return jnp.where(entropy_map(images, self.settings) > self.threshold, FINE, COARSE).astype(jnp.int8)
+        from jaxmoda.d2it.grains import from_fine_mask
+        return from_fine_mask(entropy_map(images, self.settings) > self.threshold)
 
     def reconstruct(self, model, images: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Posterior-mean reconstruction and the grain map used."""

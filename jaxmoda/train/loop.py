@@ -187,7 +187,6 @@ def train(config: ConfigDict, workdir: str) -> dict:
                 summary["preempted"] = True
                 log.warning("SIGTERM: saved checkpoint at step %d; exiting", step)
                 break
-            t_start = time.perf_counter() if step == summary["start_step"] else t_start
             batch = parallel.global_batch(next(data_iter), mesh, rules)
             state, metrics = step_fn(state, batch)
             step += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import jax
 
 from jaxmoda import parallel
 from jaxmoda.config import from_json
@@ -47,3 +48,17 @@ def load_for_sampling(workdir: str, *, step: int | None = None, mesh_devices=Non
     if os.path.isdir(export):
         return task, graphdef, load_exported_params(export, abstract.params, meta), mesh, rules
     raise CheckpointError(f"{workdir} has no checkpoints or export yet; train it first (python -m jaxmoda.train)")
+
+
+def sample_run(workdir: str, num: int, *, seed: int = 0, step: int | None = None, **options) -> jax.Array:
+    """`num` outputs of a run's task from the EMA params of its latest (or `step`) checkpoint.
+
+    `options` go to the task's `sample` (e.g. labels, cfg_scale, steps, sampler for the DiT).
+    """
+    from flax import nnx
+
+    from jaxmoda.nn.logical import axis_rules
+    task, graphdef, ema, mesh, rules = load_for_sampling(workdir, step=step)
+    with axis_rules(mesh, rules):
+        fn = jax.jit(lambda p, r: task.sample(nnx.merge(graphdef, p), r, num, **options))
+        return fn(ema, jax.random.key(seed))
