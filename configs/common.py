@@ -18,6 +18,7 @@ LOGICAL_AXIS_RULES = (
     ("classes", None),          # label embedding rows
     ("patch", None),            # flattened patch pixels
     ("freq", None),             # sinusoidal timestep features
+    ("positions", None),        # rows of learned position tables
     ("layers", None),           # stacked (scanned) blocks
     ("act_batch", ("data", "fsdp")),
     ("act_tokens", None),

@@ -1,4 +1,4 @@
-"""python -m jaxmoda.bench --config configs/dit/s2.py [--steps 10] [--config.key=value ...]
+"""python -m jaxmoda.bench --config configs/dit/s2.py [--steps 10] [--flops-only] [--config.key=value ...]
 
 Times the jitted train step of a config on synthetic batches and prints one JSON line:
   step_time_s         median wall time of one step (after compilation and warm-up)
@@ -83,7 +83,8 @@ def run(config, steps: int, warmup: int, matmul_n: int, peak_tflops: float) -> d
         jax.block_until_ready(m)
         times.append(time.perf_counter() - t)
     step_time = statistics.median(times)
-    dtype = jnp.bfloat16 if config.model.get("dtype", "float32") == "bfloat16" else jnp.float32
+    arch = config.model.dct if "dct" in config.model else config.model  # D²iT: the content transformer's
+    dtype = jnp.bfloat16 if arch.get("dtype", "float32") == "bfloat16" else jnp.float32
     rate = matmul_rate(matmul_n, dtype)
     ndev = jax.device_count()
     xla_total = flops * ndev  # XLA counts the per-device program
@@ -94,7 +95,7 @@ def run(config, steps: int, warmup: int, matmul_n: int, peak_tflops: float) -> d
         "params": param_count(state.params),
         "batch_size": config.batch_size,
         "microbatches": config.get("microbatches", 1),
-        "remat": config.model.get("remat", "none"),
+        "remat": arch.get("remat", "none"),
         "devices": jax.device_count(),
         "backend": jax.default_backend(),
         "device_kind": jax.devices()[0].device_kind,
@@ -151,6 +152,51 @@ def attention_check(batch: int = 16, tokens: int = 1024, heads: int = 16, head_d
     return result
 
 
+def count_flops(config) -> dict:
+    """XLA-counted FLOPs of one train step and one guided sampler step, without allocating anything.
+
+    Both are lowered with the layer scans unrolled on abstract (shape-only) state, so any size counts on
+    a CPU. Also the training state's bytes in total and on one device of the config's mesh.
+    """
+    import jax
+    import numpy as np
+    from flax import nnx
+
+    from jaxmoda import parallel
+    from jaxmoda.nn.logical import axis_rules
+    from jaxmoda.nn.stack import unrolled
+    from jaxmoda.tasks import get_task
+    from jaxmoda.train.state import abstract_train_state, make_optimizer, param_count
+    from jaxmoda.train.step import ShardedStep, train_step_from_config
+
+    mesh, rules = parallel.make_mesh(config), parallel.rules_of(config)
+    task = get_task(config)
+    tx, schedule = make_optimizer(config.optimizer)
+    abstract, shardings, graphdef = abstract_train_state(task.build_model, tx, mesh, rules)
+    batch_np = task.example_batch(config.batch_size)
+    batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=parallel.batch_sharding(mesh, rules, v.ndim))
+             for k, v in batch_np.items()}
+    with unrolled():
+        step = ShardedStep(train_step_from_config(task, graphdef, tx, schedule, config), mesh, rules, shardings,
+                           batch_np, donate=False)
+        train = compiled_flops(step.lower(abstract, batch))
+        with axis_rules(mesh, rules):
+            den = jax.jit(lambda p, b: task.denoise_step(nnx.merge(graphdef, p), b))
+            sample = compiled_flops(den.lower(abstract.ema, batch))
+    leaves = jax.tree.leaves(abstract)
+    total = sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in leaves)
+    per_device = sum(int(np.prod(x.sharding.shard_shape(x.shape))) * x.dtype.itemsize for x in leaves)
+    result = {"config": config.model.name, "params": param_count(abstract.params), "batch_size": config.batch_size,
+              "devices": jax.device_count(), "mesh": dict(mesh.shape),
+              "train_flops_per_step": train, "train_flops_per_example": train / config.batch_size,
+              "sample_flops_per_image_step": sample / config.batch_size,
+              "state_bytes_total": total, "state_bytes_per_device": per_device}
+    if "mask" in batch_np:
+        result["tokens_per_example"] = float(batch_np["mask"].sum(1).mean())
+        result["bucket_length"] = int(batch_np["mask"].shape[1])
+    return result
+
+
 def main(argv: list[str]) -> int:
     from jaxmoda.config import load_config, split_overrides
     overrides, rest = split_overrides(argv)
@@ -162,6 +208,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--matmul-n", type=int, default=4096, help="side of the reference matmul")
     parser.add_argument("--peak-tflops", type=float, default=0.0, help="hardware peak for an MFU figure")
+    parser.add_argument("--flops-only", action="store_true",
+                        help="count train/sampler-step FLOPs and state bytes on abstract shapes (any size, no run)")
     args = parser.parse_args(rest)
     logging.basicConfig(level=logging.WARNING)
     if args.attention_check:
@@ -170,6 +218,9 @@ def main(argv: list[str]) -> int:
     if not args.config:
         parser.error("--config is required (or --attention-check)")
     config = load_config(args.config, overrides)
+    if args.flops_only:
+        print(json.dumps(count_flops(config)), flush=True)
+        return 0
     print(json.dumps(run(config, args.steps, args.warmup, args.matmul_n, args.peak_tflops)), flush=True)
     return 0
 

@@ -88,6 +88,76 @@ def encode_dataset(task, model_fn, data_cfg, out_dir: str, *, num: int = 0, batc
             "z_shape": list(z.shape[1:]), "grain_shape": list(grain.shape[1:]), "num_classes": info["num_classes"]}
 
 
+def encode_latents(dvae_workdir: str, out: str, *, data_cfg=None, num: int = 0, batch_size: int = 32,
+                   force_grain: str = "") -> dict:
+    """Encodes a dataset (default: the DVAE run's own) with a trained DVAE into `out`; returns the metadata.
+
+    force_grain: '' (the DVAE's entropy grain maps), 'fine' or 'coarse' (every region, for the
+    fixed-grain DiT baselines on the same latents). Every process encodes its slice; all return the
+    merged metadata.
+    """
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from jaxmoda.d2it.grains import COARSE, DTYPE, FINE
+    from jaxmoda.nn.logical import axis_rules
+    from jaxmoda.train.sampling import load_for_sampling
+
+    if force_grain not in ("", "fine", "coarse"):
+        raise ConfigError(f"force_grain={force_grain!r} is unknown; use '' (entropy maps), 'fine' or 'coarse'")
+    task, graphdef, ema, mesh, rules = load_for_sampling(dvae_workdir)
+    if task.config.model.name != "dvae":
+        raise ConfigError(f"{dvae_workdir} trained a {task.config.model.name!r} model; pass a Dynamic VAE run")
+    data_cfg = data_cfg if data_cfg is not None else task.config.data
+
+    def encode(p, x):
+        model = nnx.merge(graphdef, p)
+        grain = task.grain_map(x)
+        if force_grain:
+            grain = jnp.full_like(grain, FINE if force_grain == "fine" else COARSE, dtype=DTYPE)
+        z, _ = model.encode(x, grain)
+        return z, grain
+
+    fn = jax.jit(encode)
+    with axis_rules(mesh, rules):
+        stats = encode_dataset(task, lambda x: fn(ema, x), data_cfg, out, num=num, batch_size=batch_size,
+                               process_index=jax.process_index(), process_count=jax.process_count(),
+                               seed=task.config.seed)
+    # Each process leaves its shard's statistics beside the shard; process 0 merges them all.
+    stats_path = os.path.join(out, f"stats-{jax.process_index():05d}.json")
+    _write_json(stats_path, stats)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices("jaxmoda.d2it.encode:stats")
+    if jax.process_index() == 0:
+        shards = [json.load(open(os.path.join(out, f"stats-{p:05d}.json"))) for p in range(jax.process_count())]
+        stats = dict(shards[0], **{k: sum(s[k] for s in shards) for k in ("records", "sum", "sum_sq", "elements", "fine_sum")})
+        mean = stats["sum"] / max(stats["elements"], 1)
+        std = float(np.sqrt(max(stats["sum_sq"] / max(stats["elements"], 1) - mean ** 2, 1e-12)))
+        meta = {"format": FORMAT, "records": stats["records"], "shards": jax.process_count(),
+                "z_shape": stats["z_shape"], "grain_shape": stats["grain_shape"], "latent_mean": mean,
+                "latent_std": std, "scale_factor": 1.0 / std, "num_classes": stats["num_classes"],
+                "fine_ratio_observed": stats["fine_sum"] / max(stats["records"], 1),
+                "fine_ratio": task.config.d2it.fine_ratio, "threshold": task.threshold, "force_grain": force_grain,
+                "entropy": task.settings.as_dict(), "dvae_workdir": os.path.abspath(dvae_workdir)}
+        _write_json(os.path.join(out, "metadata.json"), meta, indent=2)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices("jaxmoda.d2it.encode:metadata")
+    with open(os.path.join(out, "metadata.json")) as f:
+        return json.load(f)
+
+
+FORMAT = "jaxmoda.d2it.latents/1"
+
+
+def _write_json(path: str, obj, **kw) -> None:
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f, **kw)
+    os.replace(path + ".tmp", path)
+
+
 def main(argv: list[str]) -> int:
     from jaxmoda.config import load_config, split_overrides
     overrides, rest = split_overrides(argv)
@@ -98,54 +168,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--config", default="", help="config whose `data` group to encode (default: the run's)")
     parser.add_argument("--num", type=int, default=0, help="encode the first N images (0 = all)")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--force-grain", default="", choices=["", "fine", "coarse"],
+                        help="encode every region fine or coarse (the fixed-grain baselines)")
     args = parser.parse_args(rest)
     setup_logging()
+    data_cfg = load_config(args.config, overrides).data if args.config else None
+    meta = encode_latents(args.workdir, args.out, data_cfg=data_cfg, num=args.num, batch_size=args.batch_size,
+                          force_grain=args.force_grain)
     import jax
-    from flax import nnx
-
-    from jaxmoda.nn.logical import axis_rules
-    from jaxmoda.train.sampling import load_for_sampling
-
-    task, graphdef, ema, mesh, rules = load_for_sampling(args.workdir)
-    if task.config.model.name != "dvae":
-        raise ConfigError(f"{args.workdir} trained a {task.config.model.name!r} model; pass a Dynamic VAE run")
-    data_cfg = load_config(args.config, overrides).data if args.config else task.config.data
-
-    def encode(p, x):
-        model = nnx.merge(graphdef, p)
-        grain = task.grain_map(x)
-        z, _ = model.encode(x, grain)
-        return z, grain
-
-    fn = jax.jit(encode)
-    with axis_rules(mesh, rules):
-        stats = encode_dataset(task, lambda x: fn(ema, x), data_cfg, args.out, num=args.num,
-                               batch_size=args.batch_size, process_index=jax.process_index(),
-                               process_count=jax.process_count(), seed=task.config.seed)
-    # Each process leaves its shard's statistics beside the shard; process 0 merges them all.
-    stats_path = os.path.join(args.out, f"stats-{jax.process_index():05d}.json")
-    with open(stats_path + ".tmp", "w") as f:
-        json.dump(stats, f)
-    os.replace(stats_path + ".tmp", stats_path)
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-        multihost_utils.sync_global_devices("jaxmoda.d2it.encode:stats")
     if jax.process_index() == 0:
-        shards = [json.load(open(os.path.join(args.out, f"stats-{p:05d}.json"))) for p in range(jax.process_count())]
-        stats = dict(shards[0], **{k: sum(s[k] for s in shards) for k in ("records", "sum", "sum_sq", "elements", "fine_sum")})
-        mean = stats["sum"] / max(stats["elements"], 1)
-        std = float(np.sqrt(max(stats["sum_sq"] / max(stats["elements"], 1) - mean ** 2, 1e-12)))
-        meta = {"format": "jaxmoda.d2it.latents/1", "records": stats["records"], "shards": jax.process_count(),
-                "z_shape": stats["z_shape"], "grain_shape": stats["grain_shape"], "latent_mean": mean,
-                "latent_std": std, "scale_factor": 1.0 / std, "num_classes": stats["num_classes"],
-                "fine_ratio_observed": stats["fine_sum"] / max(stats["records"], 1),
-                "fine_ratio": task.config.d2it.fine_ratio, "threshold": task.threshold,
-                "entropy": task.settings.as_dict(), "dvae_workdir": os.path.abspath(args.workdir)}
-        with open(os.path.join(args.out, "metadata.json.tmp"), "w") as f:
-            json.dump(meta, f, indent=2)
-        os.replace(os.path.join(args.out, "metadata.json.tmp"), os.path.join(args.out, "metadata.json"))
-        print(f"wrote {stats['records']} latents ({args.num or 'all'} images and their flips) to {args.out}; "
-              f"latent std {std:.4f}, fine ratio {meta['fine_ratio_observed']:.3f}")
+        print(f"wrote {meta['records']} latents ({args.num or 'all'} images and their flips) to {args.out}; "
+              f"latent std {meta['latent_std']:.4f}, fine ratio {meta['fine_ratio_observed']:.3f}")
     return 0
 
 

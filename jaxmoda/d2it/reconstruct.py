@@ -12,20 +12,8 @@ import argparse
 import numpy as np
 
 from jaxmoda.errors import ConfigError, cli_main
+from jaxmoda.io.images import region_overlay
 from jaxmoda.logs import setup_logging
-
-
-def grain_overlay(images: np.ndarray, grain: np.ndarray) -> np.ndarray:
-    """Images [N,H,W,3] in [-1,1] with fine regions tinted and region borders drawn; same range."""
-    n, h, w, _ = images.shape
-    gh, gw = grain.shape[1:]
-    sy, sx = h // gh, w // gw
-    fine = np.repeat(np.repeat(grain.astype(bool), sy, axis=1), sx, axis=2)[..., None]
-    tint = np.array([1.0, 0.45, -0.6], np.float32)
-    out = np.where(fine, 0.55 * images + 0.45 * tint, images)
-    out[:, ::sy, :, :] = -1.0
-    out[:, :, ::sx, :] = -1.0
-    return out
 
 
 def reconstruct_run(workdir: str, num: int):
@@ -49,7 +37,7 @@ def reconstruct_run(workdir: str, num: int):
     with axis_rules(mesh, rules):
         recon, grain = jax.jit(lambda p, x: task.reconstruct(nnx.merge(graphdef, p), x))(ema, jnp.asarray(images))
     recon, grain = np.asarray(recon), np.asarray(grain)
-    rows = np.stack([images, recon, grain_overlay(images, grain)], axis=1).reshape((-1,) + images.shape[1:])
+    rows = np.stack([images, recon, region_overlay(images, grain)], axis=1).reshape((-1,) + images.shape[1:])
     h, w = grain.shape[1:]
     return rows, np.asarray(psnr(jnp.asarray(images), jnp.asarray(recon))), num_codes(grain) / (4.0 * h * w)
 

@@ -138,6 +138,19 @@ def overflow(grain_bhw: jax.Array, length: int) -> jax.Array:
     return required_length(grain_bhw) > length
 
 
+def clip_to_length(grain_bhw: jax.Array, length: int) -> jax.Array:
+    """Makes every map fit `length` tokens: fine regions past the budget (region-major order) turn coarse.
+
+    The in-graph counterpart of `check_bucket` for generated maps (the DGT's samples); maps that fit
+    are returned unchanged.
+    """
+    b, h, w = grain_bhw.shape
+    fine = _is_fine(grain_bhw).reshape(b, h * w)
+    need = h * w + 3 * jnp.cumsum(fine, axis=1, dtype=jnp.int32)  # tokens used up to and including r
+    keep = fine & (need <= length)
+    return jnp.where(keep, jnp.asarray(FINE, grain_bhw.dtype), jnp.asarray(COARSE, grain_bhw.dtype)).reshape(b, h, w)
+
+
 def _take(values: jax.Array, idx_bn: jax.Array) -> jax.Array:
     """values [B, M, ...], idx int [B, N] -> [B, N, ...] (per-example gather along axis 1)."""
     return jax.vmap(lambda v, i: jnp.take(v, i, axis=0))(values, idx_bn)

@@ -249,3 +249,41 @@ def save_image_grid(
     os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
     Image.fromarray(grid[..., 0] if c == 1 else grid).save(path, format="PNG")
     return grid.shape[1], grid.shape[0]
+
+
+def region_overlay(images: np.ndarray, regions: np.ndarray) -> np.ndarray:
+    """Images [N,H,W,3] in [-1,1] with the regions marked in `regions` [N,h,w] (nonzero, e.g. the fine
+    regions of a grain map) tinted and the region grid drawn; same range."""
+    images = np.asarray(images, np.float32)
+    if images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    h, w = images.shape[1:3]
+    gh, gw = np.asarray(regions).shape[1:]
+    sy, sx = h // gh, w // gw
+    marked = np.repeat(np.repeat(np.asarray(regions).astype(bool), sy, axis=1), sx, axis=2)[..., None]
+    tint = np.array([1.0, 0.45, -0.6], np.float32)
+    out = np.where(marked, 0.55 * images + 0.45 * tint, images)
+    out[:, ::sy, :, :] = -1.0
+    out[:, :, ::sx, :] = -1.0
+    return out
+
+
+def save_samples(outputs: Any, path: str | os.PathLike, nrow: int | None = None) -> list[str]:
+    """Writes a task's samples: an image array as one PNG grid at `path`; a dict {"images": ..., key: ...}
+    as the grid plus, per integer region map [N, h, w] under `key`, `<stem>_<key>.png` (the map over the
+    images) and `<stem>_<key>.npy` (the maps themselves). Returns the files written."""
+    if not isinstance(outputs, dict):
+        save_image_grid(outputs, path, nrow)
+        return [os.fspath(path)]
+    images = np.asarray(outputs["images"])
+    save_image_grid(images, path, nrow)
+    written = [os.fspath(path)]
+    stem = os.path.splitext(os.fspath(path))[0]
+    for key, value in outputs.items():
+        value = np.asarray(value)
+        if key == "images" or value.ndim != 3 or not np.issubdtype(value.dtype, np.integer):
+            continue
+        np.save(f"{stem}_{key}.npy", value)
+        save_image_grid(region_overlay(images, value), f"{stem}_{key}.png", nrow)
+        written += [f"{stem}_{key}.png", f"{stem}_{key}.npy"]
+    return written

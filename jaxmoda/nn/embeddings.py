@@ -81,10 +81,15 @@ class PatchEmbed(nnx.Module):
 
 def sincos_2d(dim: int, grid_h: int, grid_w: int) -> np.ndarray:
     """Fixed 2-D sin-cos position embedding [grid_h * grid_w, dim] (half the channels per axis)."""
+    ys, xs = np.meshgrid(np.arange(grid_h, dtype=np.float64), np.arange(grid_w, dtype=np.float64), indexing="ij")
+    return sincos_2d_at(dim, ys.reshape(-1), xs.reshape(-1))
+
+
+def sincos_2d_at(dim: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """2-D sin-cos embedding [N, dim] at any (possibly fractional) positions (row, col)."""
     if dim % 4:
         raise ValueError(f"2-D sin-cos position embedding needs a width divisible by 4, got {dim}")
-    ys, xs = np.meshgrid(np.arange(grid_h, dtype=np.float64), np.arange(grid_w, dtype=np.float64), indexing="ij")
-    return np.concatenate([sincos_1d(dim // 2, ys.reshape(-1)), sincos_1d(dim // 2, xs.reshape(-1))], axis=1).astype(np.float32)
+    return np.concatenate([sincos_1d(dim // 2, rows), sincos_1d(dim // 2, cols)], axis=1).astype(np.float32)
 
 
 def sincos_1d(dim: int, pos: np.ndarray) -> np.ndarray:

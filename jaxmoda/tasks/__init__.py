@@ -14,6 +14,7 @@ from jaxmoda.errors import ConfigError
 _TASKS = {
     "dit": "jaxmoda.tasks.dit:DiTTask",
     "dvae": "jaxmoda.tasks.dvae:DVAETask",
+    "d2it": "jaxmoda.tasks.d2it:D2iTTask",
 }
 
 

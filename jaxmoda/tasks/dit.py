@@ -70,6 +70,13 @@ class DiTTask:
         x = self.objective.sample(fn, noise, steps=steps, sampler=sampler, rng=sample_rng)
         return jnp.clip(x, -1.0, 1.0)
 
+    def denoise_step(self, model: DiT, batch: dict, cfg_scale: float | None = None) -> jax.Array:
+        """One guided model evaluation of the sampler on a batch's shapes (for FLOP counts)."""
+        labels = batch["label"]
+        scale = self.config.objective.cfg_scale if cfg_scale is None else cfg_scale
+        fn = guidance.guided_apply_fn(model, [jnp.full_like(labels, model.null_label), labels], [scale])
+        return fn(batch["image"], jnp.full(labels.shape, 0.5, jnp.float32))
+
     def forward_flops_per_example(self) -> float:
         """Analytic forward FLOPs of one example (2 per multiply-add; matmuls and attention only)."""
         m = self.config.model

@@ -51,7 +51,7 @@ class DVAETask:
                               f"log2({min(factors)}) + 1 to upsample the fine grid back to pixels")
         if not 0.0 <= d.fine_ratio <= 1.0:
             raise ConfigError(f"config.d2it.fine_ratio={d.fine_ratio} must be in [0, 1]")
-        self.threshold = self._threshold()
+        self._threshold_value = None
         self.lpips = None
         if d.lpips_weights:
             from jaxmoda.nn.perceptual import load_lpips_weights
@@ -59,6 +59,15 @@ class DVAETask:
         else:
             log.info("perceptual loss off: config.d2it.lpips_weights names no weights file")
         self._holdout = None
+
+    @property
+    def threshold(self) -> float:
+        """Entropy threshold for the configured fine ratio; fitted on first use (runs eagerly, even when
+        first read inside a jit trace), so loading a run only to decode costs nothing."""
+        if self._threshold_value is None:
+            with jax.ensure_compile_time_eval():
+                self._threshold_value = self._threshold()
+        return self._threshold_value
 
     def _threshold(self) -> float:
         """Entropy threshold for the configured fine ratio: from a thresholds file or fitted here."""

@@ -88,6 +88,8 @@ class _StopFlag:
 
 def make_sampler(task, graphdef, mesh, rules, num: int):
     """A jitted `sample(ema_params, rng) -> outputs` under the axis rules."""
+    if hasattr(task, "prepare_sampling"):  # host-side loading (e.g. D²iT's DVAE decoder), before any trace
+        task.prepare_sampling()
     fn = jax.jit(lambda ema, rng: task.sample(nnx.merge(graphdef, ema), rng, num))
 
     def run(ema, rng):
@@ -105,13 +107,13 @@ def gather_to_host(x: jax.Array) -> np.ndarray:
 
 
 def write_samples(task, sampler, state, workdir: str, step: int, writer: MetricWriter) -> str | None:
-    from jaxmoda.io.images import save_image_grid
-    images = gather_to_host(sampler(state.ema, jax.random.key(12345)))
+    from jaxmoda.io.images import save_samples
+    outputs = jax.tree.map(gather_to_host, sampler(state.ema, jax.random.key(12345)))
     if jax.process_index() != 0:
         return None
     path = os.path.join(workdir, "samples", f"step_{step:06d}.png")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    save_image_grid(images, path)
+    save_samples(outputs, path)
     if writer.tb is not None:
         from PIL import Image
         writer.add_image("samples", np.asarray(Image.open(path).convert("RGB")), step)

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 import jax
+import numpy as np
 
 from jaxmoda import parallel
 from jaxmoda.config import from_json
@@ -50,15 +51,29 @@ def load_for_sampling(workdir: str, *, step: int | None = None, mesh_devices=Non
     raise CheckpointError(f"{workdir} has no checkpoints or export yet; train it first (python -m jaxmoda.train)")
 
 
-def sample_run(workdir: str, num: int, *, seed: int = 0, step: int | None = None, **options) -> jax.Array:
+def sample_run(workdir: str, num: int, *, seed: int = 0, step: int | None = None, **options):
     """`num` outputs of a run's task from the EMA params of its latest (or `step`) checkpoint.
 
-    `options` go to the task's `sample` (e.g. labels, cfg_scale, steps, sampler for the DiT).
+    `options` go to the task's `sample` (e.g. labels, cfg_scale, steps, sampler; for D²iT also grain, a
+    .npy/image path or an int array of grain maps). Labels and grain maps are checked here, on the host.
     """
     from flax import nnx
 
+    from jaxmoda.errors import ConfigError
     from jaxmoda.nn.logical import axis_rules
     task, graphdef, ema, mesh, rules = load_for_sampling(workdir, step=step)
+    if options.get("labels") is not None:
+        n = int(task.config.model.num_classes)
+        ids = np.asarray(options["labels"])
+        bad = ids[(ids < 0) | (ids >= n)]
+        if bad.size:
+            raise ConfigError(f"class id {int(bad[0])} is out of range; this model has classes 0..{n - 1}")
+    if options.get("grain") is not None:
+        if not hasattr(task, "prepare_grain"):
+            raise ConfigError(f"a grain map applies to D²iT runs; {workdir} trained {task.config.model.name!r}")
+        options["grain"] = task.prepare_grain(options["grain"], num)
+    if hasattr(task, "prepare_sampling"):  # host-side loading (e.g. D²iT's DVAE decoder), before any trace
+        task.prepare_sampling()
     with axis_rules(mesh, rules):
         fn = jax.jit(lambda p, r: task.sample(nnx.merge(graphdef, p), r, num, **options))
         return fn(ema, jax.random.key(seed))
