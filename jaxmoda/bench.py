@@ -1,4 +1,5 @@
 """python -m jaxmoda.bench --config configs/dit/s2.py [--steps 10] [--flops-only] [--config.key=value ...]
+python -m jaxmoda.bench --sample-workdir RUN [--num 64]     (images/s of a trained run's sampler)
 
 Times the jitted train step of a config on synthetic batches and prints one JSON line:
   step_time_s         median wall time of one step (after compilation and warm-up)
@@ -197,6 +198,33 @@ def count_flops(config) -> dict:
     return result
 
 
+def sample_throughput(workdir: str, num: int, repeats: int = 3) -> dict:
+    """Images per second of a trained run's full sampler (`jaxmoda.sample`'s path), compile excluded."""
+    import jax
+    from flax import nnx
+
+    from jaxmoda.nn.logical import axis_rules
+    from jaxmoda.train.sampling import load_for_sampling
+    task, graphdef, ema, mesh, rules = load_for_sampling(workdir)
+    if hasattr(task, "prepare_sampling"):
+        task.prepare_sampling()
+    with axis_rules(mesh, rules):
+        fn = jax.jit(lambda p, r: task.sample(nnx.merge(graphdef, p), r, num))
+        t = time.perf_counter()
+        jax.block_until_ready(fn(ema, jax.random.key(0)))
+        compile_s = time.perf_counter() - t
+        times = []
+        for i in range(repeats):
+            t = time.perf_counter()
+            jax.block_until_ready(fn(ema, jax.random.key(i + 1)))
+            times.append(time.perf_counter() - t)
+    obj = task.config.objective
+    return {"workdir": workdir, "model": task.config.model.name, "num": num, "steps": obj.sample_steps,
+            "sampler": obj.sampler, "cfg_scale": obj.cfg_scale, "first_call_s": round(compile_s, 3),
+            "seconds": statistics.median(times), "images_per_s": num / statistics.median(times),
+            "device_kind": jax.devices()[0].device_kind, "devices": jax.device_count()}
+
+
 def main(argv: list[str]) -> int:
     from jaxmoda.config import load_config, split_overrides
     overrides, rest = split_overrides(argv)
@@ -208,12 +236,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--matmul-n", type=int, default=4096, help="side of the reference matmul")
     parser.add_argument("--peak-tflops", type=float, default=0.0, help="hardware peak for an MFU figure")
+    parser.add_argument("--sample-workdir", default="", help="time the full sampler of a trained run instead")
+    parser.add_argument("--num", type=int, default=64, help="images per sampler call (--sample-workdir)")
     parser.add_argument("--flops-only", action="store_true",
                         help="count train/sampler-step FLOPs and state bytes on abstract shapes (any size, no run)")
     args = parser.parse_args(rest)
     logging.basicConfig(level=logging.WARNING)
     if args.attention_check:
         print(json.dumps(attention_check()), flush=True)
+        return 0
+    if args.sample_workdir:
+        print(json.dumps(sample_throughput(args.sample_workdir, args.num)), flush=True)
         return 0
     if not args.config:
         parser.error("--config is required (or --attention-check)")

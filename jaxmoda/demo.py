@@ -81,7 +81,7 @@ def run_d2it(out: str, steps: int) -> dict:
     workdir = os.path.join(out, "runs", "d2it_tiny")
     config = load_config("configs/d2it/tiny.py", [
         ("total_steps", str(steps)), ("checkpoint_every", str(steps)), ("sample_every", str(steps)),
-        ("dvae_workdir", os.path.join(out, "runs", "dvae_tiny")), ("d2it.encode_images", "2048")])
+        ("dvae_workdir", os.path.join(out, "runs", "dvae_tiny")), ("d2it.encode_images", "1024")])
     t0 = time.time()
     train(config, workdir)
     train_s = time.time() - t0
@@ -117,9 +117,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m jaxmoda.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="demo_out")
-    parser.add_argument("--dit-steps", type=int, default=800)
+    parser.add_argument("--dit-steps", type=int, default=600)
     parser.add_argument("--dvae-steps", type=int, default=300)
-    parser.add_argument("--d2it-steps", type=int, default=600)
+    parser.add_argument("--d2it-steps", type=int, default=450)
     parser.add_argument("--fresh", action="store_true", help="delete --out/runs first (otherwise runs resume)")
     args = parser.parse_args(argv)
     setup_logging()
