@@ -130,7 +130,7 @@ class Attention(nnx.Module):
     """Multi-head self-attention with a fused q/k/v projection and optional RoPE and QK-norm."""
 
     def __init__(self, dim: int, num_heads: int, *, implementation: str = "xla", qk_norm: bool = False,
-                 dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+                 qk_norm_eps: float = 1e-6, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
         if dim % num_heads:
             raise ValueError(f"attention width {dim} is not divisible by num_heads={num_heads}")
         head_dim = dim // num_heads
@@ -148,12 +148,13 @@ class Attention(nnx.Module):
             bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("embed",)),
             dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         if qk_norm:
-            self.q_norm = nnx.RMSNorm(head_dim, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-            self.k_norm = nnx.RMSNorm(head_dim, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+            self.q_norm = nnx.RMSNorm(head_dim, epsilon=qk_norm_eps, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+            self.k_norm = nnx.RMSNorm(head_dim, epsilon=qk_norm_eps, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         else:
             self.q_norm = self.k_norm = None
 
-    def __call__(self, x_btd: jax.Array, mask_bt: jax.Array | None = None, rope=None) -> jax.Array:
+    def project(self, x_btd: jax.Array, rope=None) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """q, k, v [B, T, H, Dh] of one token stream (qk-normed, then rotated by `rope` if given)."""
         qkv = self.qkv(x_btd)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         if self.q_norm is not None:
@@ -161,7 +162,12 @@ class Attention(nnx.Module):
         if rope is not None:
             q, k = rope(q), rope(k)
         names = ("act_batch", "act_tokens", "act_heads", None)
-        q, k, v = (logical.constrain(a, names) for a in (q, k, v))
+        return tuple(logical.constrain(a, names) for a in (q, k, v))
+
+    def attend(self, q: jax.Array, k: jax.Array, v: jax.Array, mask_bt: jax.Array | None = None) -> jax.Array:
+        """Attention of (possibly several streams') concatenated q/k/v: [B, T, H, Dh]."""
         o = dot_product_attention(q, k, v, mask_bt, implementation=self.implementation)
-        o = logical.constrain(o, names)
-        return self.out(o)
+        return logical.constrain(o, ("act_batch", "act_tokens", "act_heads", None))
+
+    def __call__(self, x_btd: jax.Array, mask_bt: jax.Array | None = None, rope=None) -> jax.Array:
+        return self.out(self.attend(*self.project(x_btd, rope), mask_bt))

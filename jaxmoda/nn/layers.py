@@ -43,6 +43,12 @@ def layer_norm(x: jax.Array, eps: float = 1e-6) -> jax.Array:
     return ((xf - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype)
 
 
+def rms_norm(x: jax.Array, eps: float = 1e-6) -> jax.Array:
+    """RMSNorm without affine parameters; statistics in fp32, result in the input dtype."""
+    xf = x.astype(jnp.float32)
+    return (xf * jax.lax.rsqrt(jnp.mean(jnp.square(xf), axis=-1, keepdims=True) + eps)).astype(x.dtype)
+
+
 def modulate(x_btd: jax.Array, shift: jax.Array, scale: jax.Array) -> jax.Array:
     """adaLN modulation; shift/scale are per example [B, D] or per token [B, T, D]."""
     if shift.ndim == 2:
