@@ -203,16 +203,17 @@ def test_paper_sizes_and_xl_sharding():
         # The paper counts the content transformer (DiT-style totals); the DGT is a separate model.
         n = sum(int(np.prod(v.shape)) for k, v in nnx.to_flat_state(params) if k[0] == "dct")
         assert abs(n - target) / target < 0.03, (name, n)
-    config = load_config(f"{ROOT}/configs/d2it/imagenet256_xl.py", [("mesh.data", "1"), ("mesh.fsdp", "8")])
-    mesh = parallel.make_mesh(config)
-    tx, _ = make_optimizer(config.optimizer)
-    abstract, _, _ = abstract_train_state(task.build_model, tx, mesh, parallel.rules_of(config))
-    total = per_device = 0
-    for leaf in jax.tree.leaves(abstract):
-        nbytes = int(np.prod(leaf.shape)) * leaf.dtype.itemsize
-        total += nbytes
-        per_device += int(np.prod(leaf.sharding.shard_shape(leaf.shape))) * leaf.dtype.itemsize
-    assert abs(per_device - total / 8) / (total / 8) < 0.05, (per_device, total / 8)
+    for fsdp, tensor in ((8, 1), (4, 2)):  # FSDP alone, and FSDP x tensor like the Foundation's DiT
+        config = load_config(f"{ROOT}/configs/d2it/imagenet256_xl.py",
+                             [("mesh.data", "1"), ("mesh.fsdp", str(fsdp)), ("mesh.tensor", str(tensor))])
+        mesh = parallel.make_mesh(config)
+        tx, _ = make_optimizer(config.optimizer)
+        abstract, _, _ = abstract_train_state(task.build_model, tx, mesh, parallel.rules_of(config))
+        total = per_device = 0
+        for leaf in jax.tree.leaves(abstract):
+            total += int(np.prod(leaf.shape)) * leaf.dtype.itemsize
+            per_device += int(np.prod(leaf.sharding.shard_shape(leaf.shape))) * leaf.dtype.itemsize
+        assert abs(per_device - total / 8) / (total / 8) < 0.05, (fsdp, tensor, per_device, total / 8)
 
 
 def test_bad_inputs_fail_with_one_clear_line(tmp_path):
