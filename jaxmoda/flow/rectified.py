@@ -96,6 +96,18 @@ class RectifiedFlow:
             hint="('ddim'/'ddpm' belong to objective 'ddpm'.)",
         )
 
+    def draw(self, x0: jax.Array, rng: jax.Array, noise: Optional[jax.Array] = None):
+        """The training draw: (x_t, t float32 [B], noise, velocity target), for losses built outside
+        `loss` (e.g. terms on the x0 estimate x_t - t * v_hat)."""
+        t_rng, n_rng = jax.random.split(rng)
+        if noise is None:
+            noise = jax.random.normal(n_rng, x0.shape, jnp.float32).astype(x0.dtype)
+        t = sample_time(
+            t_rng, x0.shape[0], sampler=self.time_sampler, logit_mean=self.logit_mean,
+            logit_std=self.logit_std, shift=self.time_shift,
+        )
+        return interpolate(x0, noise, t), t, noise, velocity_target(x0, noise)
+
     def loss(self, apply_fn, x0, cond, rng, *, mask=None, noise=None, weight=None):
         """Velocity-matching loss.
 
@@ -111,14 +123,8 @@ class RectifiedFlow:
         Returns:
           (loss float32 [B], aux) with aux = {'t_mean': scalar}.
         """
-        t_rng, n_rng = jax.random.split(rng)
-        if noise is None:
-            noise = jax.random.normal(n_rng, x0.shape, jnp.float32).astype(x0.dtype)
-        t = sample_time(
-            t_rng, x0.shape[0], sampler=self.time_sampler, logit_mean=self.logit_mean,
-            logit_std=self.logit_std, shift=self.time_shift,
-        )
-        pred = apply_fn(interpolate(x0, noise, t), t, cond)
+        x_t, t, noise, _ = self.draw(x0, rng, noise)
+        pred = apply_fn(x_t, t, cond)
         per_example = velocity_loss(pred, x0, noise, mask=mask, weight=weight)
         return per_example, {"t_mean": jnp.mean(t)}
 
