@@ -25,7 +25,7 @@ EXTRAS = {
     # TFDS sources (ArrayRecord-prepared datasets through tfds.data_source); no TensorFlow needed.
     "tfds": ["tensorflow-datasets>=4.9.10"],
     # Audio front end for MoDA.
-    "audio": ["librosa>=0.11"],
+    "audio": ["librosa>=0.11", "soundfile>=0.12", "espeakng-loader>=0.2.4"],
     # Evaluation and weight conversion; torch is imported lazily and only here.
     "eval": ["scipy>=1.13", "safetensors>=0.4"],
 }

@@ -98,11 +98,16 @@ def make_window_sampler(task, graphdef, params, *, identity: np.ndarray, emotion
     """A `sample_window(prefix, audio_window, k)` for `generate_windows` from a trained MoDA task."""
     from flax import nnx
 
-    @jax.jit
-    def one(p, prefix, audio_w, ident, emo, rng):
-        model = nnx.merge(graphdef, p)
-        return task.sample_window(model, rng, prefix, audio_w, ident, emo, cfg_audio=cfg_audio,
-                                  cfg_emotion=cfg_emotion, steps=steps)
+    cache = task.__dict__.setdefault("_window_fns", {})  # one jitted sampler per setting, reused across calls
+    key = (id(graphdef), cfg_audio, cfg_emotion, steps)
+    if key not in cache:
+        @jax.jit
+        def one(p, prefix, audio_w, ident, emo, rng):
+            model = nnx.merge(graphdef, p)
+            return task.sample_window(model, rng, prefix, audio_w, ident, emo, cfg_audio=cfg_audio,
+                                      cfg_emotion=cfg_emotion, steps=steps)
+        cache[key] = one
+    one = cache[key]
 
     base = jax.random.key(seed)
     ident, emo = jnp.asarray(identity, jnp.float32), jnp.asarray(emotion, jnp.int32)
@@ -112,3 +117,35 @@ def make_window_sampler(task, graphdef, params, *, identity: np.ndarray, emotion
                                   jax.random.fold_in(base, k)))
 
     return sample_window
+
+
+def generate_motion(task, graphdef, params, audio: np.ndarray, *, identity: np.ndarray, emotion: np.ndarray,
+                    prefix: np.ndarray | None = None, cfg_audio: float | None = None,
+                    cfg_emotion: float | None = None, steps: int | None = None, seed: int = 0,
+                    progress: bool = False) -> np.ndarray:
+    """Motion [B, T, 70] (de-normalised, the 70-d layout) for a batch of clips of common length T.
+
+    Args:
+      task, graphdef, params: a trained MoDA run (jaxmoda.train.sampling.load_for_sampling).
+      audio: [B, T, L, C] per-frame features (jaxmoda.moda.audio.audio_features).
+      identity: [B, 63] or [63] canonical keypoints; emotion: [B] or scalar label (num_emotions = null).
+      prefix: [B, 70] or [70] raw (de-normalised) motion of the first window's prefix frame; None = the
+        dataset mean (a neutral frame).
+      cfg_audio, cfg_emotion, steps: guidance scales and sampler steps (None: the run's config).
+      seed: noise seed; window k uses fold_in(seed, k).
+    """
+    d = task.config.moda
+    mean, std = np.asarray(d.motion_mean, np.float32), np.asarray(d.motion_std, np.float32)
+    if mean.shape != (70,):
+        raise ValueError("the run's config has no motion statistics (config.moda.motion_mean); train it with "
+                         "jaxmoda.train, which stores them")
+    b = audio.shape[0]
+    identity = np.broadcast_to(np.asarray(identity, np.float32).reshape(-1, 63), (b, 63))
+    emotion = np.broadcast_to(np.asarray(emotion, np.int32), (b,))
+    prefix_n = np.zeros((b, 70), np.float32) if prefix is None else \
+        (np.broadcast_to(np.asarray(prefix, np.float32), (b, 70)) - mean) / std
+    sampler = make_window_sampler(task, graphdef, params, identity=identity, emotion=emotion, cfg_audio=cfg_audio,
+                                  cfg_emotion=cfg_emotion, steps=steps, seed=seed)
+    out = generate_windows(sampler, np.asarray(audio, np.float32), prefix_n.astype(np.float32),
+                           window=task.window, progress=progress)
+    return out * std + mean

@@ -15,6 +15,7 @@ _TASKS = {
     "dit": "jaxmoda.tasks.dit:DiTTask",
     "dvae": "jaxmoda.tasks.dvae:DVAETask",
     "d2it": "jaxmoda.tasks.d2it:D2iTTask",
+    "moda": "jaxmoda.tasks.moda:MoDATask",
 }
 
 
