@@ -192,7 +192,7 @@ def count_flops(config) -> dict:
               "train_flops_per_step": train, "train_flops_per_example": train / config.batch_size,
               "sample_flops_per_image_step": sample / config.batch_size,
               "state_bytes_total": total, "state_bytes_per_device": per_device}
-    if "mask" in batch_np:
+    if config.model.name == "d2it":
         result["tokens_per_example"] = float(batch_np["mask"].sum(1).mean())
         result["bucket_length"] = int(batch_np["mask"].shape[1])
     return result

@@ -149,6 +149,17 @@ class MoDATask:
         noise = jax.random.normal(rng, (b, w, 70), jnp.float32)
         return self.objective.sample(fn, noise, steps=steps)
 
+    def denoise_step(self, model, batch: dict) -> jax.Array:
+        """One guided evaluation of the sampler (3 branches: null, +audio, +emotion), for FLOP counts."""
+        b = batch["emotion"].shape[0]
+        on, off = jnp.ones((b,), bool), jnp.zeros((b,), bool)
+        null_e = jnp.full((b,), model.null_emotion, jnp.int32)
+        base = {"prefix": batch["motion"][:, 0], "prefix_on": on, "audio": batch["audio"], "identity": batch["identity"]}
+        conds = [dict(base, audio_on=off, emotion=null_e), dict(base, audio_on=on, emotion=null_e),
+                 dict(base, audio_on=on, emotion=batch["emotion"])]
+        fn = guidance.guided_apply_fn(model, conds, [self.config.moda.cfg_audio, self.config.moda.cfg_emotion])
+        return fn(batch["motion"][:, 1:], jnp.full((b,), 0.5, jnp.float32))
+
     def sample(self, model, rng: jax.Array, num: int, **options) -> jax.Array:
         """`num` windows for the example batch's conditions (normalised motion [num, W, 70])."""
         batch = jax.tree.map(jnp.asarray, self.example_batch(num))
