@@ -282,7 +282,8 @@ def test_end_to_end_dvae_latents_d2it_and_sample_cli(tmp_path):
     from tests.test_d2it_dvae import dvae_config
     train(dvae_config(total_steps=2, checkpoint_every=2, d2it__disc_weight="0.0"), str(tmp_path / "dvae"))
     config = stage2_config(dvae_workdir=str(tmp_path / "dvae"), total_steps="2", checkpoint_every="2",
-                           num_samples="4", sample_every="2", **{"d2it.encode_images": "12", "d2it.scale_factor": "0.0"})
+                           num_samples="4", sample_every="2",
+                           **{"d2it.encode_images": "12", "d2it.scale_factor": "0.0", "d2it.buckets": "[64]"})
     summary = train(config, str(tmp_path / "d2it"))
     assert summary["step"] == 2 and summary["last_samples"].endswith("step_000002.png")
     saved = json.load(open(tmp_path / "d2it" / "config.json"))

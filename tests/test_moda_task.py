@@ -26,7 +26,7 @@ def trained(tmp_path_factory):
     old = os.environ.get("JAXMODA_CACHE")
     os.environ["JAXMODA_CACHE"] = str(root / "cache")
     from jaxmoda.train.loop import train
-    config = moda_config(total_steps="120", checkpoint_every="120")
+    config = moda_config(total_steps="80", checkpoint_every="80")
     train(config, str(root / "run"))
     yield root
     if old is None:
