@@ -163,10 +163,10 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m jaxmoda.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="demo_out")
-    parser.add_argument("--dit-steps", type=int, default=600)
+    parser.add_argument("--dit-steps", type=int, default=400)
     parser.add_argument("--dvae-steps", type=int, default=300)
-    parser.add_argument("--d2it-steps", type=int, default=450)
-    parser.add_argument("--moda-steps", type=int, default=400)
+    parser.add_argument("--d2it-steps", type=int, default=350)
+    parser.add_argument("--moda-steps", type=int, default=250)
     parser.add_argument("--fresh", action="store_true", help="delete --out/runs first (otherwise runs resume)")
     args = parser.parse_args(argv)
     setup_logging()

@@ -27,3 +27,28 @@ class Task(Protocol):
 
     def data_iterator(self, process_index: int, process_count: int) -> Iterator[dict[str, np.ndarray]]:
         """This process's slice of each global batch; a checkpointable grain iterator."""
+
+
+DTYPES = {"float32": "float32", "bfloat16": "bfloat16"}
+
+
+def compute_setup(arch, objective_cfg, key: str = "model"):
+    """(dtype, param_dtype, objective) of a transformer config group `arch` (fields dtype, param_dtype,
+    attention), checked with one-line ConfigErrors naming `config.<key>.<field>`."""
+    import jax.numpy as jnp
+
+    from jaxmoda.errors import ConfigError
+    from jaxmoda.flow import make_objective
+    from jaxmoda.nn.attention import check_implementation
+    out = []
+    for field in ("dtype", "param_dtype"):
+        name = arch[field]
+        if name not in DTYPES:
+            raise ConfigError(f"config.{key}.{field}={name!r} is unknown; use float32 or bfloat16")
+        out.append(jnp.dtype(DTYPES[name]))
+    try:
+        check_implementation(arch.attention, out[0])
+        objective = make_objective(objective_cfg)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    return out[0], out[1], objective

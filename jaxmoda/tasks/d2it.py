@@ -30,8 +30,7 @@ from jaxmoda.d2it import tokens as tok
 from jaxmoda.d2it.grains import COARSE, DTYPE, FINE
 from jaxmoda.errors import ConfigError, DataError
 from jaxmoda.flow import guidance, make_objective
-from jaxmoda.nn.attention import check_implementation
-from jaxmoda.tasks.dit import _dtype
+from jaxmoda.tasks.base import compute_setup
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +43,9 @@ class D2iTTask:
     def __init__(self, config: ConfigDict):
         self.config = config
         m, d = config.model, config.d2it
-        self.dtype = _dtype(m.dct.dtype, "dct.dtype")
-        self.param_dtype = _dtype(m.dct.param_dtype, "dct.param_dtype")
+        self.dtype, self.param_dtype, self.objective = compute_setup(m.dct, config.objective, "model.dct")
         self.h = self.w = int(m.grid)
         try:
-            check_implementation(m.dct.attention, self.dtype)
-            self.objective = make_objective(config.objective)
             self.dgt_objective = make_objective(config.dgt_objective) if self.has_dgt else None
             from jaxmoda.d2it.dct import LAYOUTS, POS_EMBEDS
             from jaxmoda.d2it.dgt import check_formulation

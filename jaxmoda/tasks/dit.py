@@ -9,18 +9,9 @@ from flax import nnx
 
 from jaxmoda.config import ConfigDict
 from jaxmoda.errors import ConfigError
-from jaxmoda.flow import guidance, make_objective
-from jaxmoda.nn.attention import check_implementation
+from jaxmoda.flow import guidance
+from jaxmoda.tasks.base import compute_setup
 from jaxmoda.nn.dit import DiT
-
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-def _dtype(name: str, key: str):
-    if name not in DTYPES:
-        raise ConfigError(f"config.model.{key}={name!r} is unknown; use float32 or bfloat16")
-    return DTYPES[name]
-
 
 class DiTTask:
     """Model: `jaxmoda.nn.dit.DiT`; batch: {"image": [B,H,W,C] in [-1,1], "label": int32 [B]}."""
@@ -28,13 +19,7 @@ class DiTTask:
     def __init__(self, config: ConfigDict):
         self.config = config
         m = config.model
-        self.dtype = _dtype(m.dtype, "dtype")
-        self.param_dtype = _dtype(m.param_dtype, "param_dtype")
-        try:
-            check_implementation(m.attention, self.dtype)
-            self.objective = make_objective(config.objective)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+        self.dtype, self.param_dtype, self.objective = compute_setup(m, config.objective)
         if m.input_size % m.patch_size:
             raise ConfigError(f"config.model.input_size={m.input_size} is not divisible by config.model.patch_size={m.patch_size}")
         if m.hidden % m.num_heads:

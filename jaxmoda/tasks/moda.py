@@ -24,9 +24,8 @@ from flax import nnx
 
 from jaxmoda.config import ConfigDict
 from jaxmoda.errors import ConfigError
-from jaxmoda.flow import guidance, make_objective
-from jaxmoda.nn.attention import check_implementation
-from jaxmoda.tasks.dit import _dtype
+from jaxmoda.flow import guidance
+from jaxmoda.tasks.base import compute_setup
 
 GROUPS = ("exp", "pose", "lip")
 
@@ -50,13 +49,7 @@ class MoDATask:
     def __init__(self, config: ConfigDict):
         self.config = config
         m = config.model
-        self.dtype = _dtype(m.dtype, "dtype")
-        self.param_dtype = _dtype(m.param_dtype, "param_dtype")
-        try:
-            check_implementation(m.attention, self.dtype)
-            self.objective = make_objective(config.objective)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+        self.dtype, self.param_dtype, self.objective = compute_setup(m, config.objective)
         if config.objective.name != "rectified_flow":
             raise ConfigError("config.objective.name must be 'rectified_flow' for MoDA (flow matching on motion)")
         if m.hidden % m.num_heads or (m.hidden // m.num_heads) % 2:
