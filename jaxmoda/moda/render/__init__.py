@@ -1,0 +1,1 @@
+"""LivePortrait-style renderer pieces in JAX: feature-volume warping by trilinear grid sampling."""
