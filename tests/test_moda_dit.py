@@ -148,3 +148,25 @@ def test_constant_motion_passes_through_and_smoothing_touches_pose_only():
     np.testing.assert_array_equal(y[..., :63], x[..., :63])
     assert not np.allclose(y[..., 63:], x[..., 63:])
     np.testing.assert_allclose(y[:, 10, 63:], x[:, 9:12, 63:].mean(axis=1), rtol=1e-5)
+
+
+def test_flow_conventions_and_oracle_sampler():
+    from jaxmoda.flow import make_objective
+    from jaxmoda.flow.rectified import interpolate, velocity_target
+    from jaxmoda.flow.timesteps import sampling_grid
+    from jaxmoda.nn.embeddings import timestep_features
+    rng = np.random.default_rng(0)
+    x0 = jnp.asarray(rng.normal(size=(3, 80, 70)), jnp.float32)
+    eps = jnp.asarray(rng.normal(size=(3, 80, 70)), jnp.float32)
+    np.testing.assert_array_equal(np.asarray(interpolate(x0, eps, jnp.ones(3))), np.asarray(eps))  # noise at t = 1
+    np.testing.assert_array_equal(np.asarray(interpolate(x0, eps, jnp.zeros(3))), np.asarray(x0))  # data at t = 0
+    np.testing.assert_array_equal(np.asarray(velocity_target(x0, eps)), np.asarray(eps - x0))
+    # The network sees 1000 t (DiT's / MoDA's timestep scale).
+    np.testing.assert_allclose(np.asarray(timestep_features(jnp.asarray([0.25]), 8)),
+                               np.asarray(timestep_features(jnp.asarray([250.0]), 8, scale=1.0)), rtol=1e-6)
+    grid = np.asarray(sampling_grid(10))
+    assert grid[0] == 1.0 and grid[-1] == 0.0 and abs(np.diff(grid).sum() + 1.0) < 1e-7
+    # With the oracle velocity of one data point, (x - x0) / t, the 10-step Euler sampler lands on x0.
+    obj = make_objective({"name": "rectified_flow", "time_sampler": "uniform", "sample_steps": 10, "sampler": "euler"})
+    oracle = lambda x, t: (x - x0) / jnp.maximum(t, 1e-6)[:, None, None]
+    np.testing.assert_allclose(np.asarray(obj.sample(oracle, eps)), np.asarray(x0), atol=1e-5)
