@@ -8,8 +8,8 @@ Trains the tiny models on bundled data (nothing is downloaded) and writes pictur
   d2it_samples.png  tiny D²iT (grain transformer + content transformer on that DVAE's latents), one
                     column per class; d2it_samples_grain.png shows the generated grain maps over them
   d2it_loss.png     its content and grain transformer losses
-  moda_mouth.png    tiny MoDA motion generator on SynthTalk speech: a held-out utterance's waveform
-                    over the generated and the ground-truth mouth openness
+  moda_mouth.png    with --moda-steps N (e.g. 1000): the tiny MoDA motion generator on SynthTalk speech,
+                    a held-out utterance's waveform over the generated and true mouth openness
 The run folders (checkpoints, metrics, TensorBoard events) stay under --out/runs/ for inspection.
 """
 
@@ -98,10 +98,24 @@ def run_d2it(out: str, steps: int) -> dict:
 
 
 def run_moda(out: str, steps: int) -> dict:
+    from jaxmoda.config import load_config
+    from jaxmoda.train.loop import train
+
+    workdir = os.path.join(out, "runs", "moda_tiny")
+    config = load_config("configs/moda/tiny.py", [
+        ("total_steps", str(steps)), ("checkpoint_every", str(steps)), ("moda.synthtalk_clips", "600")])
+    t0 = time.time()
+    train(config, workdir)
+    train_s = time.time() - t0
+    return dict(plot_heldout_mouth(workdir, os.path.join(out, "moda_mouth.png")), train_seconds=train_s)
+
+
+def plot_heldout_mouth(workdir: str, path: str) -> dict:
+    """Generates motion for the first held-out SynthTalk utterance of a MoDA run's data and plots its
+    waveform over the generated and the ground-truth mouth openness."""
     import numpy as np
     from array_record.python.array_record_module import ArrayRecordReader
 
-    from jaxmoda.config import load_config
     from jaxmoda.data import synthtalk
     from jaxmoda.moda import audio as audio_lib
     from jaxmoda.moda.data import data_dir
@@ -110,17 +124,11 @@ def run_moda(out: str, steps: int) -> dict:
     from jaxmoda.moda.motion import mouth_openness
     from jaxmoda.motion import plot_motion
     from jaxmoda.nn.logical import axis_rules
-    from jaxmoda.train.loop import train
     from jaxmoda.train.sampling import load_for_sampling
 
-    workdir = os.path.join(out, "runs", "moda_tiny")
-    config = load_config("configs/moda/tiny.py", [
-        ("total_steps", str(steps)), ("checkpoint_every", str(steps)), ("moda.synthtalk_clips", "200")])
-    t0 = time.time()
-    train(config, workdir)
-    train_s = time.time() - t0
+    task, graphdef, ema, mesh, rules = load_for_sampling(workdir)
     clip = None
-    for shard in synthtalk.list_shards(data_dir(config)):
+    for shard in synthtalk.list_shards(data_dir(task.config)):
         reader = ArrayRecordReader(shard)
         for record in reader.read_all():
             c = synthtalk.read_clip(record)
@@ -130,15 +138,13 @@ def run_moda(out: str, steps: int) -> dict:
         reader.close()
         if clip is not None:
             break
-    task, graphdef, ema, mesh, rules = load_for_sampling(workdir)
     feats = audio_lib.audio_features(clip["audio"], task.audio)
     gt = np.asarray(clip["motion"], np.float32)[:len(feats)]
     with axis_rules(mesh, rules):
         motion = generate_motion(task, graphdef, ema, feats[None], identity=np.asarray(clip["identity"]).reshape(63),
                                  emotion=np.int32(clip["emotion"]), prefix=gt[0])[0]
-    plot_motion(os.path.join(out, "moda_mouth.png"), clip["audio"], motion, reference=gt)
-    return {"train_seconds": train_s, "r": pearson(mouth_openness(motion), mouth_openness(gt)),
-            "text": str(clip["text"])}
+    plot_motion(path, clip["audio"], motion, reference=gt)
+    return {"r": pearson(mouth_openness(motion), mouth_openness(gt)), "text": str(clip["text"])}
 
 
 def plot_curves(metrics: list[dict], keys, path: str, title: str) -> None:
@@ -166,7 +172,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dit-steps", type=int, default=400)
     parser.add_argument("--dvae-steps", type=int, default=300)
     parser.add_argument("--d2it-steps", type=int, default=350)
-    parser.add_argument("--moda-steps", type=int, default=250)
+    parser.add_argument("--moda-steps", type=int, default=0,
+                        help="also train the tiny MoDA motion generator this many steps (it lip-syncs after ~1000, "
+                             "about 9 min here; 0 = skip, the default, to keep the demo short)")
     parser.add_argument("--fresh", action="store_true", help="delete --out/runs first (otherwise runs resume)")
     args = parser.parse_args(argv)
     setup_logging()
@@ -182,6 +190,8 @@ def main(argv: list[str]) -> int:
     print(f"tiny D²iT: {args.d2it_steps} steps in {info['train_seconds']:.0f} s, generated fine ratio "
           f"{info['fine_ratio']:.2f} -> {args.out}/d2it_samples.png, {args.out}/d2it_samples_grain.png, "
           f"{args.out}/d2it_loss.png")
+    if args.moda_steps <= 0:
+        return 0
     info = run_moda(args.out, args.moda_steps)
     print(f"tiny MoDA: {args.moda_steps} steps in {info['train_seconds']:.0f} s; held-out utterance \"{info['text']}\": "
           f"generated vs true mouth openness r = {info['r']:.2f} -> {args.out}/moda_mouth.png")
