@@ -25,6 +25,7 @@ import numpy as np
 from jaxmoda.d2it import tokens
 from jaxmoda.d2it.encode import FORMAT, read_record
 from jaxmoda.d2it.grains import num_codes
+from jaxmoda.data.stepwise import process_rows, step_iterator
 from jaxmoda.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -96,8 +97,7 @@ class BatchMaker:
         b = int(rng.choice(len(self.members), p=counts / counts.sum()))
         pool = self.members[b]
         ids = rng.choice(pool, self.global_batch, replace=len(pool) < self.global_batch)
-        local = self.global_batch // self.process_count
-        ids = ids[self.process_index * local:(self.process_index + 1) * local]
+        ids = ids[process_rows(self.global_batch, self.process_index, self.process_count)]
         source = _source(self.path)
         recs = [read_record(source[int(i)]) for i in ids]
         length = self.bucket_sizes[b]
@@ -120,7 +120,6 @@ def _source(path: str):
 def make_latent_iterator(path: str, *, buckets, global_batch_size: int, seed: int, process_index: int = 0,
                          process_count: int = 1, num_threads: int = 2, prefetch: int = 4):
     """Infinite, deterministic, checkpointable iterator of this process's bucketed latent batches."""
-    import grain
     if global_batch_size % process_count:
         raise ConfigError(f"batch_size={global_batch_size} must be a multiple of the {process_count} processes")
     meta = read_metadata(path)
@@ -145,9 +144,7 @@ def make_latent_iterator(path: str, *, buckets, global_batch_size: int, seed: in
              {s: len(m) for s, m in zip(used, members)})
     maker = BatchMaker(path, tuple(members), lengths, tuple(used), global_batch_size, seed, process_index,
                        process_count)
-    ds = grain.MapDataset.range(0, 2 ** 62).map(maker)
-    opts = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
-    return iter(ds.to_iter_dataset(opts))
+    return step_iterator(maker, num_threads=num_threads, prefetch=prefetch)
 
 
 def check_grain_maps(grain_np: np.ndarray, h: int, w: int, what: str) -> np.ndarray:

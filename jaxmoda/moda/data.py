@@ -22,6 +22,7 @@ import os
 
 import numpy as np
 
+from jaxmoda.data.stepwise import process_rows, step_iterator
 from jaxmoda.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -160,8 +161,7 @@ class WindowMaker:
         rng = np.random.default_rng([self.seed, int(step)])
         ids = rng.choice(self.train, self.global_batch)
         starts = rng.random(self.global_batch)
-        local = self.global_batch // self.process_count
-        rows = slice(self.process_index * local, (self.process_index + 1) * local)
+        rows = process_rows(self.global_batch, self.process_index, self.process_count)
         return make_windows(self.clips, ids[rows], starts[rows], self.window, self.mean, self.std)
 
 
@@ -203,7 +203,6 @@ def prepare(config):
 
 
 def make_window_iterator(config, *, process_index: int = 0, process_count: int = 1):
-    import grain
     if config.batch_size % process_count:
         raise ConfigError(f"batch_size={config.batch_size} must be a multiple of the {process_count} processes")
     clips, _ = prepare(config)
@@ -216,5 +215,4 @@ def make_window_iterator(config, *, process_index: int = 0, process_count: int =
              sum(clips.length(i) for i in train) / 25.0, len(clips.indices("eval")))
     maker = WindowMaker(clips, train, mean, std, int(config.model.window), config.batch_size, config.seed,
                         process_index, process_count)
-    ds = grain.MapDataset.range(0, 2 ** 62).map(maker)
-    return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)))
+    return step_iterator(maker)
