@@ -26,10 +26,13 @@ EXTRAS = {
     "tfds": ["tensorflow-datasets>=4.9.10"],
     # Audio front end for MoDA.
     "audio": ["librosa>=0.11", "soundfile>=0.12", "espeakng-loader>=0.2.4"],
+    # Talking-head video: MP4 writing/probing (PyAV ships FFmpeg with libx264 and AAC) and face detection
+    # (OpenCV's Haar cascades ship in its wheel; 5.x dropped them).
+    "video": ["av>=14", "opencv-python-headless>=4.9,<5"],
     # Evaluation and weight conversion; torch is imported lazily and only here.
     "eval": ["scipy>=1.13", "safetensors>=0.4"],
 }
-EXTRAS["dev"] = sorted(set(EXTRAS["tfds"] + EXTRAS["audio"] + ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6"]))
+EXTRAS["dev"] = sorted(set(EXTRAS["tfds"] + EXTRAS["audio"] + EXTRAS["video"] + ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6"]))
 
 setup(
     name="jaxmoda",

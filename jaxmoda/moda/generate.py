@@ -26,6 +26,11 @@ def num_windows(num_frames: int, window: int = 80, stride: int = 64) -> int:
     return 1 if num_frames <= window else math.ceil((num_frames - window) / stride) + 1
 
 
+def default_stride(window: int) -> int:
+    """MoDA's stride for a window of W frames: W - W // 5 (64 for W = 80, an overlap of 16)."""
+    return window - window // 5
+
+
 def window_starts(num_frames: int, window: int = 80, stride: int = 64) -> list[int]:
     return [stride * k for k in range(num_windows(num_frames, window, stride))]
 
@@ -147,5 +152,5 @@ def generate_motion(task, graphdef, params, audio: np.ndarray, *, identity: np.n
     sampler = make_window_sampler(task, graphdef, params, identity=identity, emotion=emotion, cfg_audio=cfg_audio,
                                   cfg_emotion=cfg_emotion, steps=steps, seed=seed)
     out = generate_windows(sampler, np.asarray(audio, np.float32), prefix_n.astype(np.float32),
-                           window=task.window, progress=progress)
+                           window=task.window, stride=default_stride(task.window), progress=progress)
     return out * std + mean

@@ -16,6 +16,7 @@ _TASKS = {
     "dvae": "jaxmoda.tasks.dvae:DVAETask",
     "d2it": "jaxmoda.tasks.d2it:D2iTTask",
     "moda": "jaxmoda.tasks.moda:MoDATask",
+    "renderer": "jaxmoda.tasks.renderer:RendererTask",
 }
 
 

@@ -1,0 +1,19 @@
+"""Tiny MoDA renderer on SynthFaces at 64x64 (CPU).
+
+python -m jaxmoda.train --config configs/moda/renderer_tiny.py --workdir runs/renderer_tiny
+python -m jaxmoda.eval_render --workdir runs/renderer_tiny
+The faces are drawn once from SynthTalk motion (shared with configs/moda/tiny.py's cache) and cached.
+"""
+
+from configs.moda.common_renderer import renderer_config, renderer_model
+
+
+def get_config():
+    c = renderer_config(renderer_model("tiny", image_size=64), total_steps=1500, batch_size=16, log_every=25,
+                        checkpoint_every=500, sample_every=500)
+    c.optimizer.learning_rate = 1e-3
+    c.optimizer.warmup_steps = 100
+    c.optimizer.b2 = 0.99
+    c.optimizer.grad_clip = 0.0   # the extractor's and the renderer's gradients differ in scale by 10-100x
+    c.ema_decay = 0.999
+    return c

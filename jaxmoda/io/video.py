@@ -1,0 +1,100 @@
+"""MP4 writing and probing through PyAV (its wheel ships FFmpeg with libx264 and AAC; no system ffmpeg).
+
+    write_mp4(path, frames, fps=25, audio=wave16k, sample_rate=16000)
+    probe(path) -> {"frames", "fps", "width", "height", "video_codec", "audio_codec", "audio_seconds", ...}
+
+Frames are H.264 (yuv420p, so odd sizes are padded by one pixel), audio is AAC mono. The file is
+written beside its destination and renamed into place, so a failure never leaves a truncated MP4.
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+
+import numpy as np
+
+from jaxmoda.errors import DataError
+
+
+def _av():
+    try:
+        import av
+    except ImportError:
+        raise DataError("writing MP4 needs PyAV; pip install 'jaxmoda[video]' (or pip install av)") from None
+    return av
+
+
+def write_mp4(path: str | os.PathLike, frames: np.ndarray, *, fps: int = 25, audio: np.ndarray | None = None,
+              sample_rate: int = 16000, crf: int = 18) -> str:
+    """Writes uint8 frames [T, H, W, 3] (and float mono audio in [-1, 1]) as an H.264/AAC MP4."""
+    av = _av()
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+        raise DataError(f"MP4 frames must be a non-empty uint8 [T, H, W, 3] array, got {frames.dtype} {frames.shape}")
+    h, w = frames.shape[1:3]
+    ph, pw = h + h % 2, w + w % 2
+    if (ph, pw) != (h, w):
+        frames = np.pad(frames, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}.mp4"
+    try:
+        with av.open(tmp, mode="w", format="mp4") as container:
+            video = container.add_stream("libx264", rate=int(fps))
+            video.width, video.height, video.pix_fmt = pw, ph, "yuv420p"
+            video.options = {"crf": str(int(crf)), "preset": "medium"}
+            astream = None
+            if audio is not None and len(audio):
+                astream = container.add_stream("aac", rate=int(sample_rate))
+                astream.layout = "mono"
+            for frame in frames:
+                for packet in video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                    container.mux(packet)
+            for packet in video.encode():
+                container.mux(packet)
+            if astream is not None:
+                samples = np.clip(np.asarray(audio, np.float32).reshape(1, -1), -1.0, 1.0)
+                chunk = 1024
+                for start in range(0, samples.shape[1], chunk):
+                    piece = np.ascontiguousarray(samples[:, start:start + chunk])
+                    af = av.AudioFrame.from_ndarray(piece, format="flt", layout="mono")
+                    af.sample_rate = int(sample_rate)
+                    af.pts = start
+                    af.time_base = Fraction(1, int(sample_rate))
+                    for packet in astream.encode(af):
+                        container.mux(packet)
+                for packet in astream.encode():
+                    container.mux(packet)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def probe(path: str | os.PathLike) -> dict:
+    """Decoded facts of a video file: frame count (by decoding), fps, size, codecs, audio duration."""
+    av = _av()
+    path = os.fspath(path)
+    try:
+        container = av.open(path)
+    except (av.error.FFmpegError, OSError) as e:
+        raise DataError(f"cannot open video {path!r} ({e}); pass an MP4/MOV/MKV file") from None
+    with container:
+        info: dict = {"video_codec": None, "audio_codec": None, "frames": 0, "audio_samples": 0, "audio_seconds": 0.0}
+        if container.streams.video:
+            v = container.streams.video[0]
+            info.update(video_codec=v.codec_context.name, width=v.codec_context.width, height=v.codec_context.height,
+                        fps=float(v.average_rate) if v.average_rate else None)
+        if container.streams.audio:
+            a = container.streams.audio[0]
+            info.update(audio_codec=a.codec_context.name, sample_rate=a.codec_context.sample_rate)
+        for frame in container.decode(*container.streams.video, *container.streams.audio):
+            if isinstance(frame, av.VideoFrame):
+                info["frames"] += 1
+            else:
+                info["audio_samples"] += frame.samples
+        if info["audio_codec"]:
+            info["audio_seconds"] = info["audio_samples"] / float(info["sample_rate"])
+    return info

@@ -1,0 +1,155 @@
+"""SynthFaces frame sets for the renderer: faces drawn from SynthTalk motion, cached, batched by step.
+
+A frame set holds, for each of N identities, K frames rendered by `jaxmoda.data.synthfaces` from K
+motion frames of one SynthTalk clip (so expressions, blinks and head poses are those of real
+utterances), plus the identity's canonical keypoints. A training pair is (source frame, driving
+frame) of the same identity; the renderer learns source image + driving keypoints -> driving image.
+
+Training identities come from `synthfaces.TRAIN_IDENTITIES` with motion from SynthTalk's training
+clips; evaluation identities from `synthfaces.EVAL_IDENTITIES` (faces never seen in training) with
+motion from its held-out clips. Sets are written once under the cache root
+(`jaxmoda.moda.data.cache_root`) as `synthfaces-<hash>.npz` and are a pure function of the
+settings, so every host builds the same set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+
+import numpy as np
+
+from jaxmoda.data.stepwise import process_rows, step_iterator
+from jaxmoda.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+SET_VERSION = 1
+
+
+@dataclasses.dataclass
+class FaceSet:
+    frames: np.ndarray        # uint8 [N, K, S, S, 3]
+    motion: np.ndarray        # float32 [N, K, 70] (raw)
+    x_c: np.ndarray           # float32 [N, 21, 3] canonical keypoints
+    identity_id: np.ndarray   # int64 [N]
+
+    @property
+    def size(self) -> int:
+        return int(self.frames.shape[2])
+
+
+def _clip_motions(clips_dir: str, split: str) -> list[np.ndarray]:
+    from array_record.python.array_record_module import ArrayRecordReader
+
+    from jaxmoda.data import synthtalk
+    out = []
+    for shard in synthtalk.list_shards(clips_dir):
+        reader = ArrayRecordReader(shard)
+        try:
+            for record in reader.read_all():
+                clip = synthtalk.read_clip(record)
+                if clip["split"] == split:
+                    out.append(np.asarray(clip["motion"], np.float32))
+        finally:
+            reader.close()
+    if not out:
+        raise DataError(f"{clips_dir} has no {split!r} clips to draw face motion from; write a SynthTalk set with "
+                        "held-out clips (python -m jaxmoda.data.synthtalk --out DIR --num N)")
+    return out
+
+
+def build_face_set(motions: list[np.ndarray], identity_ids, frames_per_identity: int, size: int, seed: int,
+                   *, progress: bool = True) -> FaceSet:
+    """Renders `frames_per_identity` frames per identity; identity i takes clip i mod len(motions) and
+    frames at evenly spaced, seed-jittered times over it."""
+    from tqdm.auto import tqdm
+
+    from jaxmoda.data import synthfaces
+    from jaxmoda.data.synthtalk import make_identity
+    ids = np.asarray(list(identity_ids), np.int64)
+    k = int(frames_per_identity)
+    rng = np.random.default_rng(seed)
+    frames = np.empty((len(ids), k, size, size, 3), np.uint8)
+    motion = np.empty((len(ids), k, 70), np.float32)
+    x_c = np.empty((len(ids), 21, 3), np.float32)
+    for n, ident in enumerate(tqdm(ids, desc="SynthFaces", unit="face", disable=not progress)):
+        clip = motions[n % len(motions)]
+        pos = (np.arange(k) + rng.uniform(0, 1, k)) * (len(clip) / k)
+        motion[n] = clip[np.minimum(pos.astype(np.int64), len(clip) - 1)]
+        frames[n] = synthfaces.render_clip(motion[n], int(ident), size)
+        x_c[n] = np.asarray(make_identity(int(ident)).x_c, np.float32)
+    return FaceSet(frames, motion, x_c, ids)
+
+
+def _settings(config, split: str) -> dict:
+    r = config.render
+    n = r.train_identities if split == "train" else r.eval_identities
+    return {"version": SET_VERSION, "split": split, "identities": int(n), "frames": int(r.frames_per_identity),
+            "size": int(config.model.image_size), "seed": int(config.seed)}
+
+
+def face_set_path(config, split: str, clips_dir: str) -> str:
+    from jaxmoda.moda.data import cache_root
+    key = json.dumps(dict(_settings(config, split), clips=os.path.abspath(clips_dir)), sort_keys=True)
+    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+    return os.path.join(cache_root(), f"synthfaces-{split}-{digest}.npz")
+
+
+def load_face_set(config, split: str, *, progress: bool = True) -> FaceSet:
+    """The training or evaluation frame set of a renderer config, rendered once and cached."""
+    from jaxmoda.data.synthfaces import EVAL_IDENTITIES, TRAIN_IDENTITIES
+    from jaxmoda.moda.data import data_dir
+    if split not in ("train", "eval"):
+        raise ValueError(f"split {split!r} is not 'train' or 'eval'")
+    s = _settings(config, split)
+    if s["identities"] < 1 or s["frames"] < 2:
+        raise ConfigError(f"config.render needs at least 1 {split} identity and 2 frames per identity "
+                          f"(got {s['identities']} and {s['frames']})")
+    clips_dir = data_dir(config)
+    path = face_set_path(config, split, clips_dir)
+    if os.path.isfile(path):
+        with np.load(path) as z:
+            return FaceSet(z["frames"], z["motion"], z["x_c"], z["identity_id"])
+    pool = TRAIN_IDENTITIES if split == "train" else EVAL_IDENTITIES
+    if s["identities"] > len(pool):
+        raise ConfigError(f"config.render.{split}_identities={s['identities']} exceeds the {len(pool)} available")
+    ids = [pool[i] for i in range(s["identities"])]
+    log.info("rendering SynthFaces %s set: %d identities x %d frames at %d px -> %s", split, len(ids), s["frames"],
+             s["size"], path)
+    fs = build_face_set(_clip_motions(clips_dir, split), ids, s["frames"], s["size"],
+                        s["seed"] + (0 if split == "train" else 1), progress=progress)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}.npz"
+    np.savez(tmp, frames=fs.frames, motion=fs.motion, x_c=fs.x_c, identity_id=fs.identity_id)
+    os.replace(tmp, path)
+    return fs
+
+
+def to_float(frames_u8: np.ndarray) -> np.ndarray:
+    return frames_u8.astype(np.float32) / 127.5 - 1.0
+
+
+def pair_batch(fs: FaceSet, rng: np.random.Generator, batch: int) -> dict[str, np.ndarray]:
+    """`batch` random (source, driving) pairs, each of one identity (two distinct frames)."""
+    n, k = fs.frames.shape[:2]
+    ids = rng.integers(0, n, batch)
+    src = rng.integers(0, k, batch)
+    drv = (src + rng.integers(1, k, batch)) % k
+    return {"source": to_float(fs.frames[ids, src]), "driving": to_float(fs.frames[ids, drv]),
+            "source_motion": fs.motion[ids, src], "driving_motion": fs.motion[ids, drv], "x_c": fs.x_c[ids]}
+
+
+def make_pair_iterator(config, fs: FaceSet, *, process_index: int = 0, process_count: int = 1):
+    """Checkpointable iterator of this process's rows of the global pair batch of each step."""
+    rows = process_rows(config.batch_size, process_index, process_count)
+    seed = int(config.seed)
+
+    def make(step: int) -> dict:
+        b = pair_batch(fs, np.random.default_rng((seed, 7, step)), config.batch_size)
+        return {key: v[rows] for key, v in b.items()}
+
+    return step_iterator(make)
