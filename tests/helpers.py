@@ -50,3 +50,16 @@ def run_module(module: str, args: list[str], timeout: float = 300, env_extra: di
     env.update(env_extra or {})
     return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def random_params(build, seed: int = 0, scale: float = 0.05):
+    """(graphdef, params) of a model with N(0, scale^2) numpy parameters: no XLA compile of the init
+    (which costs tens of seconds for conv-heavy models on CPU); for tests that only need shapes to flow."""
+    import jax
+    import numpy as np
+
+    from jaxmoda.train.state import abstract_model
+    graphdef, abstract = abstract_model(build)
+    rng = np.random.default_rng(seed)
+    shapes = jax.tree.map(lambda a: a, __import__("flax").nnx.to_pure_dict(abstract))
+    return graphdef, jax.tree.map(lambda a: (scale * rng.standard_normal(a.shape)).astype(a.dtype), shapes)

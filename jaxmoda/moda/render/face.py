@@ -82,8 +82,11 @@ def crop_transform(image_shape: tuple[int, ...], size: int, box=None, angle: flo
     return m
 
 
-def warp_affine(image: np.ndarray, m: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
-    """Bilinear warp of image [H, W, C] (any dtype) by the forward map m (source -> output); edge padding."""
+def warp_affine(image: np.ndarray, m: np.ndarray, out_hw: tuple[int, int], fill: float | None = None) -> np.ndarray:
+    """Bilinear warp of image [H, W, C] or [H, W] by the forward map m (source -> output), float32.
+
+    Outside the image: edge padding, or the constant `fill` when given.
+    """
     inv = np.linalg.inv(np.vstack([m, [0.0, 0.0, 1.0]]))[:2]
     oh, ow = out_hw
     ys, xs = np.mgrid[0:oh, 0:ow].astype(np.float64)
@@ -91,6 +94,7 @@ def warp_affine(image: np.ndarray, m: np.ndarray, out_hw: tuple[int, int]) -> np
     px = inv[0, 0] * (xs + 0.5) + inv[0, 1] * (ys + 0.5) + inv[0, 2] - 0.5
     py = inv[1, 0] * (xs + 0.5) + inv[1, 1] * (ys + 0.5) + inv[1, 2] - 0.5
     h, w = image.shape[:2]
+    outside = (px < -0.5) | (px > w - 0.5) | (py < -0.5) | (py > h - 0.5)
     px, py = np.clip(px, 0, w - 1), np.clip(py, 0, h - 1)
     x0, y0 = np.floor(px).astype(np.int64), np.floor(py).astype(np.int64)
     x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
@@ -98,6 +102,8 @@ def warp_affine(image: np.ndarray, m: np.ndarray, out_hw: tuple[int, int]) -> np
     img = image.astype(np.float32)
     img = img if img.ndim == 3 else img[..., None]
     out = ((img[y0, x0] * (1 - fx) + img[y0, x1] * fx) * (1 - fy) + (img[y1, x0] * (1 - fx) + img[y1, x1] * fx) * fy)
+    if fill is not None:
+        out[outside] = fill
     return out if image.ndim == 3 else out[..., 0]
 
 
@@ -132,8 +138,7 @@ def paste_back(image: np.ndarray, crops: np.ndarray, m: np.ndarray, border: floa
     h, w = image.shape[:2]
     s = crops.shape[1]
     inv = np.linalg.inv(np.vstack([m, [0.0, 0.0, 1.0]]))[:2]
-    alpha = warp_affine(feather_mask(s, border), inv, (h, w))
-    # Outside the crop the edge padding of warp_affine repeats the mask's zero border: alpha is 0 there.
+    alpha = warp_affine(feather_mask(s, border), inv, (h, w), fill=0.0)   # 0 outside the crop
     base = image.astype(np.float32)
     out = np.empty((len(crops), h, w, 3), np.uint8)
     for i, c in enumerate(crops):

@@ -18,7 +18,7 @@ than LivePortrait's 45.5 M warping module.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -65,11 +65,11 @@ class RendererConfig:
     stitch_hidden: Sequence[int] = (32, 32)
 
     @classmethod
-    def tiny(cls, **kw) -> "RendererConfig":
+    def tiny(cls, **kw) -> RendererConfig:
         return cls(**kw)
 
     @classmethod
-    def full(cls, **kw) -> "RendererConfig":
+    def full(cls, **kw) -> RendererConfig:
         base = dict(image_size=256, base_ch=64, down=2, feat_ch=32, depth=16, res3d_blocks=6, num_kp=21,
                     motion_ch=(64, 128, 256, 512), dm_compress=4, dm_hidden=64, dm_layers=4, gen_in=256,
                     gen_ch=256, gen_mid=6, spade_hidden=128, stitch_hidden=(128, 128, 64))

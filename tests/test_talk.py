@@ -1,0 +1,125 @@
+"""The talking-head pipeline: MP4 writing and probing, face crop and paste-back, and portrait + audio -> video."""
+
+import os
+
+import numpy as np
+import pytest
+
+from jaxmoda.errors import DataError
+from jaxmoda.io.video import probe, write_mp4
+from jaxmoda.moda.render import face
+
+pytest.importorskip("av")
+
+
+def test_mp4_has_every_frame_at_25_fps_and_the_audio_duration(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (37, 47, 33, 3), dtype=np.uint8)   # odd sizes are padded to even
+    audio = (0.3 * np.sin(np.arange(37 * 640) / 16000 * 2 * np.pi * 220)).astype(np.float32)
+    path = write_mp4(tmp_path / "a.mp4", frames, fps=25, audio=audio, sample_rate=16000)
+    info = probe(path)
+    assert info["frames"] == 37 and info["fps"] == 25.0
+    assert (info["width"], info["height"]) == (34, 48)
+    assert info["video_codec"] == "h264" and info["audio_codec"] == "aac"
+    assert abs(info["audio_seconds"] - 37 / 25) <= 1024 / 16000   # within one AAC frame
+
+
+def test_bad_frames_raise_and_leave_no_file(tmp_path):
+    with pytest.raises(DataError, match="uint8"):
+        write_mp4(tmp_path / "b.mp4", np.zeros((3, 8, 8, 3), np.float32))
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(DataError, match="cannot open video"):
+        probe(tmp_path / "missing.mp4")
+
+
+def test_crop_and_paste_back_round_trip():
+    rng = np.random.default_rng(1)
+    smooth = np.kron(rng.integers(0, 255, (12, 16, 3)), np.ones((16, 16, 1))).astype(np.uint8)  # 192 x 256
+    m = face.crop_transform(smooth.shape, 96, box=(100.0, 60.0, 148.0, 108.0), angle=10.0)
+    crop = np.clip(np.round(face.warp_affine(smooth, m, (96, 96))), 0, 255).astype(np.uint8)
+    back = face.paste_back(smooth, crop[None], m, border=0.12)[0]
+    inv = np.linalg.inv(np.vstack([m, [0, 0, 1]]))[:2]
+    centre = inv @ np.array([48.0, 48.0, 1.0])
+    cy, cx = int(centre[1]), int(centre[0])
+    inner = np.abs(back[cy - 10:cy + 10, cx - 10:cx + 10].astype(int) - smooth[cy - 10:cy + 10, cx - 10:cx + 10])
+    assert inner.mean() < 12   # resampled twice: close to the original inside the crop
+    np.testing.assert_array_equal(back[:10, :10], smooth[:10, :10])   # untouched far outside it
+
+
+def test_a_portrait_without_a_face_box_is_taken_whole():
+    img = np.full((80, 120, 3), 128, np.uint8)
+    crop, m, found = face.crop_face(img, 64)
+    assert crop.shape == (64, 64, 3) and not found
+    np.testing.assert_allclose(m @ np.array([60.0, 40.0, 1.0]), [32.0, 32.0])   # centred square
+
+
+def test_the_astronaut_photograph_gives_a_face_crop():
+    pytest.importorskip("cv2")
+    from skimage import data
+    img = data.astronaut()
+    _, m, found = face.crop_face(img, 64)
+    assert found
+    box, _ = face.detect_face(img)
+    centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2, 1.0])
+    assert np.all(np.abs(m @ centre - 32) < 12)   # the face sits in the middle of the crop
+
+
+@pytest.fixture(scope="module")
+def runs():
+    """Untrained tiny MoDA and renderer, built in memory (the pipeline must not care)."""
+    import jax
+
+    from jaxmoda import parallel
+    from jaxmoda.moda.motion import default_stats
+    from jaxmoda.talk import Loaded
+    from jaxmoda.tasks import get_task
+    from tests.helpers import load_test_config, random_params
+
+    def build(path, base, **kw):
+        config = load_test_config(path, base, **kw)
+        config.mesh.data = 1
+        mesh = parallel.make_mesh(config, jax.devices()[:1])
+        task = get_task(config)
+        graphdef, params = random_params(task.build_model)
+        return Loaded(task, graphdef, params, mesh, parallel.rules_of(config))
+
+    stats = default_stats()
+    motion = build("configs/moda/tiny.py:fast", {}, objective__sample_steps=2)
+    motion.task.config.moda.motion_mean = stats.mean.tolist()
+    motion.task.config.moda.motion_std = stats.std.tolist()
+    renderer = build("configs/moda/renderer_tiny.py", {}, model__image_size=32)
+    return motion, renderer
+
+
+def test_talk_on_a_real_photograph_gives_one_frame_per_audio_frame(runs, tmp_path):
+    from skimage import data
+
+    from jaxmoda.moda.audio import num_frames
+    from jaxmoda.talk import talk
+    motion, renderer = runs
+    wave = (0.2 * np.sin(np.arange(8000) / 16000 * 2 * np.pi * 180)).astype(np.float32)   # 0.5 s
+    out = talk(motion, renderer, data.astronaut(), wave, emotion=8, batch=8, progress=False)
+    t = num_frames(len(wave))
+    assert out["frames"].shape == (t, 512, 512, 3) and out["frames"].dtype == np.uint8
+    assert out["motion"].shape == (t, 70) and np.all(np.isfinite(out["motion"]))
+    path = write_mp4(tmp_path / "talk.mp4", out["frames"][:, ::4, ::4], audio=wave)
+    info = probe(path)
+    assert info["frames"] == t and info["fps"] == 25.0 and abs(info["audio_seconds"] - 0.5) <= 0.064
+
+
+def test_cli_rejects_bad_inputs_before_loading_anything(tmp_path):
+    from jaxmoda.talk import main
+    wav = tmp_path / "short.wav"
+    import soundfile as sf
+    sf.write(wav, np.zeros(100, np.float32), 16000)
+    png = tmp_path / "p.png"
+    from PIL import Image
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(png)
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    common = ["--motion-workdir", str(tmp_path / "nope"), "--renderer-workdir", str(tmp_path / "nope")]
+    with pytest.raises(DataError, match="does not exist"):
+        main([*common, "--image", str(tmp_path / "missing.png"), "--audio", str(wav)])
+    with pytest.raises(DataError, match="not a readable image"):
+        main([*common, "--image", str(tmp_path / "bad.png"), "--audio", str(wav)])
+    with pytest.raises(DataError, match="shorter than one video frame"):
+        main([*common, "--image", str(png), "--audio", str(wav)])
