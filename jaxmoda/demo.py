@@ -8,8 +8,11 @@ Trains the tiny models on bundled data (nothing is downloaded) and writes pictur
   d2it_samples.png  tiny D²iT (grain transformer + content transformer on that DVAE's latents), one
                     column per class; d2it_samples_grain.png shows the generated grain maps over them
   d2it_loss.png     its content and grain transformer losses
-  moda_mouth.png    with --moda-steps N (e.g. 1000): the tiny MoDA motion generator on SynthTalk speech,
-                    a held-out utterance's waveform over the generated and true mouth openness
+  moda_mouth.png    the tiny MoDA motion generator (configs/moda/tiny.py:fast) on SynthTalk speech: a
+                    held-out utterance's waveform over the generated and the true mouth openness
+  renderer_samples.png  the tiny renderer on held-out SynthFaces: source | driving frame | re-rendered
+  talk.mp4          the whole pipeline: a held-out face and a held-out utterance -> 25-fps H.264 with
+                    the speech; talk_strip.png shows every 5th frame
 The run folders (checkpoints, metrics, TensorBoard events) stay under --out/runs/ for inspection.
 """
 
@@ -102,23 +105,77 @@ def run_moda(out: str, steps: int) -> dict:
     from jaxmoda.train.loop import train
 
     workdir = os.path.join(out, "runs", "moda_tiny")
-    config = load_config("configs/moda/tiny.py", [
-        ("total_steps", str(steps)), ("checkpoint_every", str(steps)), ("moda.synthtalk_clips", "600")])
+    config = load_config("configs/moda/tiny.py:fast", [("total_steps", str(steps)), ("checkpoint_every", str(steps)),
+                                                       ("sample_every", str(steps))])
     t0 = time.time()
     train(config, workdir)
     train_s = time.time() - t0
     return dict(plot_heldout_mouth(workdir, os.path.join(out, "moda_mouth.png")), train_seconds=train_s)
 
 
+def run_renderer(out: str, steps: int) -> dict:
+    from jaxmoda.config import load_config
+    from jaxmoda.io.images import save_image_grid
+    from jaxmoda.train.loop import train
+    from jaxmoda.train.metrics import read_metrics
+    from jaxmoda.train.sampling import sample_run
+
+    workdir = os.path.join(out, "runs", "renderer_tiny")
+    config = load_config("configs/moda/renderer_tiny.py", [
+        ("total_steps", str(steps)), ("checkpoint_every", str(steps)), ("sample_every", str(steps)),
+        ("batch_size", "8"), ("render.train_identities", "150"), ("render.frames_per_identity", "12"),
+        ("render.eval_identities", "16")])
+    t0 = time.time()
+    train(config, workdir)
+    train_s = time.time() - t0
+    save_image_grid(sample_run(workdir, 6), os.path.join(out, "renderer_samples.png"), nrow=2)
+    last = read_metrics(workdir)[-1]
+    return {"train_seconds": train_s, "psnr": last["psnr"], "copy_psnr": last["copy_psnr"]}
+
+
+def run_talk(out: str) -> dict:
+    """A held-out SynthFaces identity speaks a held-out SynthTalk utterance: talk.mp4 and talk_strip.png."""
+    import numpy as np
+
+    from jaxmoda.data import synthfaces
+    from jaxmoda.io.video import write_mp4
+    from jaxmoda.talk import load_run, talk
+
+    motion_run = load_run(os.path.join(out, "runs", "moda_tiny"), "moda")
+    renderer = load_run(os.path.join(out, "runs", "renderer_tiny"), "renderer")
+    clip = heldout_clip(motion_run.task.config)
+    portrait = synthfaces.render_face(synthfaces.neutral_motion(), 7, 256)   # face 7 is held out of renderer training
+    result = talk(motion_run, renderer, portrait, np.asarray(clip["audio"], np.float32),
+                  emotion=int(clip["emotion"]), seed=0)
+    path = write_mp4(os.path.join(out, "talk.mp4"), result["frames"], fps=25, audio=clip["audio"])
+    synthfaces.save_strip(result["frames"][::5][:20, ::2, ::2], os.path.join(out, "talk_strip.png"), columns=10)
+    return {"path": path, "frames": len(result["frames"]), "text": str(clip["text"]), **result["timings"]}
+
+
+def heldout_clip(config) -> dict:
+    """The first held-out SynthTalk clip of a MoDA run's data."""
+    from array_record.python.array_record_module import ArrayRecordReader
+
+    from jaxmoda.data import synthtalk
+    from jaxmoda.moda.data import data_dir
+    for shard in synthtalk.list_shards(data_dir(config)):
+        reader = ArrayRecordReader(shard)
+        try:
+            for record in reader.read_all():
+                c = synthtalk.read_clip(record)
+                if c["split"] == "eval":
+                    return c
+        finally:
+            reader.close()
+    raise RuntimeError("the SynthTalk set has no held-out clip")
+
+
 def plot_heldout_mouth(workdir: str, path: str) -> dict:
     """Generates motion for the first held-out SynthTalk utterance of a MoDA run's data and plots its
     waveform over the generated and the ground-truth mouth openness."""
     import numpy as np
-    from array_record.python.array_record_module import ArrayRecordReader
 
-    from jaxmoda.data import synthtalk
     from jaxmoda.moda import audio as audio_lib
-    from jaxmoda.moda.data import data_dir
     from jaxmoda.moda.generate import generate_motion
     from jaxmoda.moda.metrics import pearson
     from jaxmoda.moda.motion import mouth_openness
@@ -127,17 +184,7 @@ def plot_heldout_mouth(workdir: str, path: str) -> dict:
     from jaxmoda.train.sampling import load_for_sampling
 
     task, graphdef, ema, mesh, rules = load_for_sampling(workdir)
-    clip = None
-    for shard in synthtalk.list_shards(data_dir(task.config)):
-        reader = ArrayRecordReader(shard)
-        for record in reader.read_all():
-            c = synthtalk.read_clip(record)
-            if c["split"] == "eval":
-                clip = c
-                break
-        reader.close()
-        if clip is not None:
-            break
+    clip = heldout_clip(task.config)
     feats = audio_lib.audio_features(clip["audio"], task.audio)
     gt = np.asarray(clip["motion"], np.float32)[:len(feats)]
     with axis_rules(mesh, rules):
@@ -172,9 +219,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dit-steps", type=int, default=400)
     parser.add_argument("--dvae-steps", type=int, default=300)
     parser.add_argument("--d2it-steps", type=int, default=350)
-    parser.add_argument("--moda-steps", type=int, default=0,
-                        help="also train the tiny MoDA motion generator this many steps (it lip-syncs after ~1000, "
-                             "about 9 min here; 0 = skip, the default, to keep the demo short)")
+    parser.add_argument("--moda-steps", type=int, default=600)
+    parser.add_argument("--renderer-steps", type=int, default=250)
     parser.add_argument("--fresh", action="store_true", help="delete --out/runs first (otherwise runs resume)")
     args = parser.parse_args(argv)
     setup_logging()
@@ -190,11 +236,14 @@ def main(argv: list[str]) -> int:
     print(f"tiny D²iT: {args.d2it_steps} steps in {info['train_seconds']:.0f} s, generated fine ratio "
           f"{info['fine_ratio']:.2f} -> {args.out}/d2it_samples.png, {args.out}/d2it_samples_grain.png, "
           f"{args.out}/d2it_loss.png")
-    if args.moda_steps <= 0:
-        return 0
     info = run_moda(args.out, args.moda_steps)
     print(f"tiny MoDA: {args.moda_steps} steps in {info['train_seconds']:.0f} s; held-out utterance \"{info['text']}\": "
           f"generated vs true mouth openness r = {info['r']:.2f} -> {args.out}/moda_mouth.png")
+    info = run_renderer(args.out, args.renderer_steps)
+    print(f"tiny renderer: {args.renderer_steps} steps in {info['train_seconds']:.0f} s, training PSNR {info['psnr']:.1f} dB "
+          f"(copy-the-source {info['copy_psnr']:.1f} dB) -> {args.out}/renderer_samples.png")
+    info = run_talk(args.out)
+    print(f"talking head: {info['frames']} frames of \"{info['text']}\" -> {info['path']}, {args.out}/talk_strip.png")
     return 0
 
 
