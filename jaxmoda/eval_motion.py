@@ -353,7 +353,7 @@ def main(argv: list[str]) -> int:
     if args.steps is not None and args.steps < 1:
         raise ConfigError("--steps must be at least 1")
 
-    from jaxmoda.logs import setup_logging
+    from jaxmoda.logs import emit, setup_logging
     setup_logging()
     from jaxmoda.moda.data import data_dir, load_clips
     from jaxmoda.moda.generate import generate_motion
@@ -387,11 +387,7 @@ def main(argv: list[str]) -> int:
                            "steps": config.objective.sample_steps if args.steps is None else args.steps,
                            "seed": args.seed, "seeds": args.seeds},
               **report}
-    text = json.dumps(json_safe(report), indent=1, allow_nan=False)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    emit(json.dumps(json_safe(report), indent=1, allow_nan=False), args.out)
     return 0
 
 

@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from jaxmoda.errors import ConfigError, cli_main
-from jaxmoda.logs import setup_logging
+from jaxmoda.logs import emit, setup_logging
 
 
 def image_scores(pred_u8: np.ndarray, true_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -81,6 +81,7 @@ def flops_per_frame(config_path: str, frames: int = 16) -> dict:
     import jax.numpy as jnp
     from flax import nnx
 
+    from jaxmoda.bench import compiled_flops
     from jaxmoda.config import load_config
     from jaxmoda.moda.render.model import render_frames
     from jaxmoda.tasks import get_task
@@ -92,14 +93,10 @@ def flops_per_frame(config_path: str, frames: int = 16) -> dict:
     shapes = (jax.ShapeDtypeStruct((1, s, s, 3), jnp.float32), jax.ShapeDtypeStruct((1, 21, 3), jnp.float32),
               jax.ShapeDtypeStruct((1, 70), jnp.float32), jax.ShapeDtypeStruct((frames, 70), jnp.float32))
     fn = jax.jit(lambda p, *a: render_frames(nnx.merge(graphdef, p), *a))
-    cost = fn.lower(abstract, *shapes).compile().cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    total = float(cost.get("flops", 0.0))
+    total = compiled_flops(fn.lower(abstract, *shapes).compile())
     params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract))
     appearance = jax.jit(lambda p, x: nnx.merge(graphdef, p).renderer.appearance(x))
-    app_cost = appearance.lower(abstract, shapes[0]).compile().cost_analysis()
-    app_cost = app_cost[0] if isinstance(app_cost, list) else app_cost
-    app = float(app_cost.get("flops", 0.0))
+    app = compiled_flops(appearance.lower(abstract, shapes[0]).compile())
     return {"config": config_path, "image_size": s, "parameters": params, "frames": frames,
             "gflops_per_frame": total / frames / 1e9,            # appearance volume amortised over `frames`
             "gflops_per_frame_warp_and_generate": (total - app) / frames / 1e9,
@@ -124,11 +121,7 @@ def main(argv: list[str]) -> int:
         report["quality"] = evaluate(args.workdir, args.pairs)
     if args.flops_config:
         report["flops"] = flops_per_frame(args.flops_config)
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    emit(json.dumps(report, indent=1), args.out)
     return 0
 
 

@@ -14,6 +14,7 @@ import argparse
 import logging
 
 from jaxmoda.errors import cli_main
+from jaxmoda.logs import emit
 
 SIZES = {"b": "ffhq256_b", "l": "ffhq256_l", "xl": "imagenet256_xl"}
 DIT = {"b": (768, 12, 12), "l": (1024, 24, 16), "xl": (1152, 28, 16)}
@@ -61,11 +62,7 @@ def main(argv: list[str]) -> int:
         lines.append(f"| {name} | {tokens} | {r['params'] / 1e6:.0f}M | {train:.0f} | {sample:.0f} | "
                      f"{train / base[0]:.2f}x, {sample / base[1]:.2f}x |")
         print(lines[-1], flush=True)
-    table = "\n".join(lines)
-    print(table)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(table + "\n")
+    emit("\n".join(lines), args.out)
     return 0
 
 
