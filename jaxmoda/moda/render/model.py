@@ -72,11 +72,15 @@ class TalkingHeadRenderer(nnx.Module):
 
 
 def render_frames(model: TalkingHeadRenderer, source: jax.Array, x_c: jax.Array, source_motion: jax.Array,
-                  driving_motion: jax.Array) -> jax.Array:
+                  driving_motion: jax.Array, *, stitch: bool = True) -> jax.Array:
     """One source [1, S, S, 3] driven by F motions [F, 70] -> [F, S, S, 3]; the appearance volume is
-    computed once and shared by every frame."""
+    computed once and shared by every frame. With `stitch`, the driving keypoints pass through the
+    stitching MLP first (LivePortrait's paste-back correction; the identity until it is trained or
+    imported)."""
     volume = model.renderer.appearance(source)
     f = driving_motion.shape[0]
     kp_s = jnp.broadcast_to(grid_keypoints(x_c, source_motion), (f, *x_c.shape[1:]))
     kp_d = grid_keypoints(jnp.broadcast_to(x_c, (f, *x_c.shape[1:])), driving_motion)
+    if stitch:
+        kp_d = model.stitching.stitch(kp_s, kp_d)
     return model.renderer.render_features(jnp.broadcast_to(volume, (f, *volume.shape[1:])), kp_s, kp_d)
