@@ -2,6 +2,7 @@
 
 python -m jaxmoda.train --config configs/moda/renderer_tiny.py --workdir runs/renderer_tiny
 python -m jaxmoda.eval_render --workdir runs/renderer_tiny
+6000 steps take about 70 min on 2 CPU cores (README: held-out PSNR +1.6 dB over copying the source).
 The faces are drawn once from SynthTalk motion (shared with configs/moda/tiny.py's cache) and cached.
 """
 
@@ -9,8 +10,8 @@ from configs.moda.common_renderer import renderer_config, renderer_model
 
 
 def get_config():
-    c = renderer_config(renderer_model("tiny", image_size=64), total_steps=1500, batch_size=16, log_every=25,
-                        checkpoint_every=500, sample_every=500)
+    c = renderer_config(renderer_model("tiny", image_size=64), total_steps=6000, batch_size=8, log_every=25,
+                        checkpoint_every=1000, sample_every=1000)
     c.optimizer.learning_rate = 1e-3
     c.optimizer.warmup_steps = 100
     c.optimizer.b2 = 0.99
