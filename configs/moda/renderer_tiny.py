@@ -3,7 +3,7 @@
 python -m jaxmoda.train --config configs/moda/renderer_tiny.py --workdir runs/renderer_tiny
 python -m jaxmoda.eval_render --workdir runs/renderer_tiny
 6000 steps take about 70 min on 2 CPU cores (README: held-out PSNR +1.6 dB over copying the source).
-The faces are drawn once from SynthTalk motion (shared with configs/moda/tiny.py's cache) and cached.
+The faces are drawn once from SynthTalk motion (200 clips, the set configs/moda/tiny.py:fast uses) and cached.
 """
 
 from configs.moda.common_renderer import renderer_config, renderer_model
