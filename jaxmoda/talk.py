@@ -173,10 +173,16 @@ def main(argv: list[str]) -> int:
     wave = audio_lib.load_audio(args.audio)
     if audio_lib.num_frames(len(wave)) < 1:
         raise DataError(f"audio {args.audio!r} is shorter than one video frame (40 ms); pass a longer recording")
+    from jaxmoda.train.sampling import read_run_config
+    runs = {}
+    for flag, path, kind in (("--motion-workdir", args.motion_workdir, "moda"),
+                             ("--renderer-workdir", args.renderer_workdir, "renderer")):
+        runs[kind] = read_run_config(path)     # cheap checks before any checkpoint is read
+        if runs[kind].model.name != kind:
+            raise ConfigError(f"{flag} {path} trained a {runs[kind].model.name!r} model; pass a {kind!r} run there")
+    emo = emotion_id(args.emotion, runs["moda"].moda.emotions, int(runs["moda"].model.num_emotions))
     motion_run = load_run(args.motion_workdir, "moda")
     renderer = load_run(args.renderer_workdir, "renderer")
-    d = motion_run.task.config.moda
-    emo = emotion_id(args.emotion, d.emotions, int(motion_run.task.config.model.num_emotions))
     out = talk(motion_run, renderer, portrait, wave, emotion=emo, seed=args.seed, cfg_audio=args.cfg_audio,
                cfg_emotion=args.cfg_emotion, steps=args.steps, batch=args.batch, paste=not args.no_paste_back)
     write_mp4(args.out, out["frames"], fps=25, audio=wave, sample_rate=audio_lib.SAMPLE_RATE)

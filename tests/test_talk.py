@@ -123,3 +123,7 @@ def test_cli_rejects_bad_inputs_before_loading_anything(tmp_path):
         main([*common, "--image", str(tmp_path / "bad.png"), "--audio", str(wav)])
     with pytest.raises(DataError, match="shorter than one video frame"):
         main([*common, "--image", str(png), "--audio", str(wav)])
+    from jaxmoda.errors import CheckpointError
+    sf.write(wav, np.zeros(1600, np.float32), 16000)
+    with pytest.raises(CheckpointError, match="no config.json"):
+        main([*common, "--image", str(png), "--audio", str(wav)])
