@@ -139,7 +139,7 @@ def run_talk(out: str) -> dict:
 
     from jaxmoda.data import synthfaces
     from jaxmoda.io.video import write_mp4
-    from jaxmoda.talk import load_run, talk
+    from jaxmoda.talk import frames_of, load_run, talk
 
     motion_run = load_run(os.path.join(out, "runs", "moda_tiny"), "moda")
     renderer = load_run(os.path.join(out, "runs", "renderer_tiny"), "renderer")
@@ -147,9 +147,11 @@ def run_talk(out: str) -> dict:
     portrait = synthfaces.render_face(synthfaces.neutral_motion(), 7, 256)   # face 7 is held out of renderer training
     result = talk(motion_run, renderer, portrait, np.asarray(clip["audio"], np.float32),
                   emotion=int(clip["emotion"]), seed=0)
-    path = write_mp4(os.path.join(out, "talk.mp4"), result["frames"], fps=25, audio=clip["audio"])
-    synthfaces.save_strip(result["frames"][::5][:20, ::2, ::2], os.path.join(out, "talk_strip.png"), columns=10)
-    return {"path": path, "frames": len(result["frames"]), "text": str(clip["text"]), **result["timings"]}
+    path = write_mp4(os.path.join(out, "talk.mp4"), frames_of(result, portrait), fps=25, audio=clip["audio"])
+    every5 = dict(result, crops=result["crops"][::5][:20])
+    strip = np.stack(list(frames_of(every5, portrait)))[:, ::2, ::2]
+    synthfaces.save_strip(strip, os.path.join(out, "talk_strip.png"), columns=10)
+    return {"path": path, "frames": len(result["crops"]), "text": str(clip["text"]), **result["timings"]}
 
 
 def heldout_clip(config) -> dict:

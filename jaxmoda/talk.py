@@ -54,7 +54,8 @@ def load_portrait(path: str) -> np.ndarray:
         raise DataError(f"portrait {path!r} does not exist; pass a PNG or JPEG photograph of one face")
     try:
         with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"), np.uint8)
+            from PIL import ImageOps
+            return np.asarray(ImageOps.exif_transpose(img).convert("RGB"), np.uint8)   # phone photos: upright
     except (UnidentifiedImageError, OSError) as e:
         raise DataError(f"portrait {path!r} is not a readable image ({e}); pass a PNG or JPEG file") from None
 
@@ -112,12 +113,14 @@ def render_motion(renderer: Loaded, crop_u8: np.ndarray, x_c: np.ndarray, source
 
 def talk(motion_run: Loaded, renderer: Loaded, portrait: np.ndarray, wave16k: np.ndarray, *, emotion: int,
          seed: int = 0, cfg_audio: float | None = None, cfg_emotion: float | None = None, steps: int | None = None,
-         batch: int = 16, paste: bool = True, progress: bool = True) -> dict:
-    """The whole pipeline on arrays; returns frames, motion, crop and timings (see the module docstring)."""
+         batch: int = 16, progress: bool = True) -> dict:
+    """The whole pipeline on arrays (see the module docstring). Returns the rendered face crops [T, S, S, 3]
+    uint8, the generated and the driving motion, the crop, its transform (`face.paste_back_frames` puts
+    the crops back into the portrait, streaming) and timings."""
     from jaxmoda.moda import audio as audio_lib
     from jaxmoda.moda.generate import generate_motion
     from jaxmoda.moda.motion import compose_absolute
-    from jaxmoda.moda.render.face import crop_face, paste_back
+    from jaxmoda.moda.render.face import crop_face
     from jaxmoda.nn.logical import axis_rules
     timings = {}
     t0 = time.time()
@@ -139,11 +142,15 @@ def talk(motion_run: Loaded, renderer: Loaded, portrait: np.ndarray, wave16k: np
     t0 = time.time()
     crops = render_motion(renderer, crop, x_c, source_motion, driving, batch=batch, progress=progress)
     timings["render_s"] = time.time() - t0
-    t0 = time.time()
-    frames = paste_back(portrait, crops, m) if paste else crops
-    timings["paste_s"] = time.time() - t0
-    return {"frames": frames, "crops": crops, "motion": generated, "driving": driving, "crop": crop,
+    return {"crops": crops, "motion": generated, "driving": driving, "crop": crop, "transform": m,
             "face_found": framed, "timings": timings}
+
+
+def frames_of(result: dict, portrait: np.ndarray, paste: bool = True):
+    """The video's frames from a `talk` result: the crops pasted back into the portrait (a generator),
+    or the crops themselves."""
+    from jaxmoda.moda.render.face import paste_back_frames
+    return paste_back_frames(portrait, result["crops"], result["transform"]) if paste else result["crops"]
 
 
 def main(argv: list[str]) -> int:
@@ -184,13 +191,15 @@ def main(argv: list[str]) -> int:
     motion_run = load_run(args.motion_workdir, "moda")
     renderer = load_run(args.renderer_workdir, "renderer")
     out = talk(motion_run, renderer, portrait, wave, emotion=emo, seed=args.seed, cfg_audio=args.cfg_audio,
-               cfg_emotion=args.cfg_emotion, steps=args.steps, batch=args.batch, paste=not args.no_paste_back)
-    write_mp4(args.out, out["frames"], fps=25, audio=wave, sample_rate=audio_lib.SAMPLE_RATE)
+               cfg_emotion=args.cfg_emotion, steps=args.steps, batch=args.batch)
+    paste = not args.no_paste_back
+    write_mp4(args.out, frames_of(out, portrait, paste), fps=25, audio=wave, sample_rate=audio_lib.SAMPLE_RATE)
     if args.strip:
         from jaxmoda.data.synthfaces import save_strip
-        save_strip(out["frames"], args.strip, every=5, columns=10)
+        every5 = dict(out, crops=out["crops"][::5][:40])
+        save_strip(np.stack(list(frames_of(every5, portrait, paste))), args.strip, columns=10)
     t = out["timings"]
-    n = len(out["frames"])
+    n = len(out["crops"])
     print(f"wrote {args.out}: {n} frames ({n / 25.0:.2f} s at 25 fps) with audio; motion {t['motion_s']:.1f} s, "
           f"rendering {t['render_s']:.1f} s ({n / max(t['render_s'], 1e-9):.1f} frames/s)"
           + ("" if out["face_found"] else "; no face box found, the whole picture was used"))

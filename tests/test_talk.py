@@ -27,6 +27,9 @@ def test_mp4_has_every_frame_at_25_fps_and_the_audio_duration(tmp_path):
 def test_bad_frames_raise_and_leave_no_file(tmp_path):
     with pytest.raises(DataError, match="uint8"):
         write_mp4(tmp_path / "b.mp4", np.zeros((3, 8, 8, 3), np.float32))
+    frames = [np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 3), np.uint8), np.zeros((6, 8, 3), np.uint8)]
+    with pytest.raises(DataError, match=r"\(8, 8, 3\)"):        # a frame of another size, mid-stream
+        write_mp4(tmp_path / "c.mp4", iter(frames))
     assert os.listdir(tmp_path) == []
     with pytest.raises(DataError, match="cannot open video"):
         probe(tmp_path / "missing.mp4")
@@ -95,14 +98,19 @@ def test_talk_on_a_real_photograph_gives_one_frame_per_audio_frame(runs, tmp_pat
     from skimage import data
 
     from jaxmoda.moda.audio import num_frames
-    from jaxmoda.talk import talk
+    from jaxmoda.talk import frames_of, talk
     motion, renderer = runs
     wave = (0.2 * np.sin(np.arange(8000) / 16000 * 2 * np.pi * 180)).astype(np.float32)   # 0.5 s
-    out = talk(motion, renderer, data.astronaut(), wave, emotion=8, batch=8, progress=False)
+    photo = data.astronaut()
+    out = talk(motion, renderer, photo, wave, emotion=8, batch=8, progress=False)
     t = num_frames(len(wave))
-    assert out["frames"].shape == (t, 512, 512, 3) and out["frames"].dtype == np.uint8
+    assert out["crops"].shape == (t, 32, 32, 3) and out["crops"].dtype == np.uint8
     assert out["motion"].shape == (t, 70) and np.all(np.isfinite(out["motion"]))
-    path = write_mp4(tmp_path / "talk.mp4", out["frames"][:, ::4, ::4], audio=wave)
+    frames = np.stack(list(frames_of(out, photo)))
+    assert frames.shape == (t, 512, 512, 3)
+    np.testing.assert_array_equal(frames[:, 400:], np.broadcast_to(photo[400:], (t, 112, 512, 3)))  # below the face
+    assert np.any(frames[:, 100:160, 200:260] != photo[100:160, 200:260])                           # the face is redrawn
+    path = write_mp4(tmp_path / "talk.mp4", (f[::4, ::4] for f in frames), audio=wave)
     info = probe(path)
     assert info["frames"] == t and info["fps"] == 25.0 and abs(info["audio_seconds"] - 0.5) <= 0.064
 
@@ -127,3 +135,18 @@ def test_cli_rejects_bad_inputs_before_loading_anything(tmp_path):
     sf.write(wav, np.zeros(1600, np.float32), 16000)
     with pytest.raises(CheckpointError, match="no config.json"):
         main([*common, "--image", str(png), "--audio", str(wav)])
+
+
+def test_a_face_filling_a_tall_picture_gets_the_largest_square_around_it():
+    m = face.crop_transform((300, 100, 3), 50, box=(10.0, 20.0, 90.0, 100.0))   # face in the top third
+    inv = np.linalg.inv(np.vstack([m, [0, 0, 1]]))[:2]
+    corners = inv @ np.array([[0, 50, 0, 50], [0, 0, 50, 50], [1, 1, 1, 1]], float)
+    np.testing.assert_allclose([corners[0].min(), corners[0].max()], [0, 100], atol=1e-9)   # full width
+    assert corners[1].min() >= 0 and corners[1].max() <= 300 and corners[1].min() <= 20 < 100 <= corners[1].max()
+
+
+def test_stereo_audio_is_mixed_down(tmp_path):
+    frames = np.zeros((10, 16, 16, 3), np.uint8)
+    stereo = np.stack([np.full(6400, 0.2, np.float32), np.full(6400, -0.2, np.float32)], axis=1)
+    info = probe(write_mp4(tmp_path / "s.mp4", frames, audio=stereo))
+    assert info["frames"] == 10 and abs(info["audio_seconds"] - 0.4) <= 0.064

@@ -31,8 +31,8 @@ def render_group(**overrides):
         "motion_weight": 1.0,      # supervised motion extractor (labels exist on SynthFaces)
         "equivariance_weight": 0.1,
         "prior_weight": 0.01,
-        "prior_distance": 0.01,    # squared grid-unit distance below which two canonical keypoints repel
-        "prior_depth": 0.0,        # target mean depth of the canonical keypoints (grid units)
+        "prior_distance": 0.003,   # squared distance (x_c units) below which two canonical keypoints repel
+        "prior_depth": 0.1,        # target mean depth of the canonical keypoints (SynthTalk's: 0.08-0.12)
     })
     g.update(overrides)
     return g

@@ -11,7 +11,7 @@ from configs.moda.common_renderer import renderer_config, renderer_model
 def get_config():
     c = renderer_config(renderer_model("full", image_size=256), total_steps=200_000, batch_size=64, log_every=100,
                         checkpoint_every=5000, sample_every=5000)
-    c.render.train_identities = 20_000
+    c.render.train_identities = 5000      # x 16 frames: 15.7 GB of uint8 frames, memory-mapped
     c.render.eval_identities = 256
     c.render.frames_per_identity = 16
     c.render.disc_weight = 0.1

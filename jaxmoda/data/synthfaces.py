@@ -81,6 +81,7 @@ from jaxmoda.moda import motion as mo
 VIEW_CENTER = (0.0, 0.0)  # LP image units (x_d x, y) at the image centre
 VIEW_HALF_EXTENT = 1.05  # LP units from the image centre to its border
 SUPERSAMPLE = 4
+DRAWING_VERSION = 1  # bump when a change alters the pixels drawn (cached frame sets key on it)
 
 EVAL_IDENTITIES = range(1000)  # includes all SynthTalk faces (ids 0..367)
 TRAIN_IDENTITIES = range(1000, 100_000)

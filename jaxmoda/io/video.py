@@ -9,7 +9,9 @@ written beside its destination and renamed into place, so a failure never leaves
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Iterable
 from fractions import Fraction
 
 import numpy as np
@@ -25,36 +27,55 @@ def _av():
     return av
 
 
-def write_mp4(path: str | os.PathLike, frames: np.ndarray, *, fps: int = 25, audio: np.ndarray | None = None,
-              sample_rate: int = 16000, crf: int = 18) -> str:
-    """Writes uint8 frames [T, H, W, 3] (and float mono audio in [-1, 1]) as an H.264/AAC MP4."""
+def _check_frame(frame: np.ndarray, shape: tuple | None) -> np.ndarray:
+    frame = np.asarray(frame)
+    if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8 or (shape and frame.shape != shape):
+        want = f"{shape}" if shape else "[H, W, 3]"
+        raise DataError(f"MP4 frames must be uint8 {want} RGB arrays, got {frame.dtype} {frame.shape}")
+    return frame
+
+
+def write_mp4(path: str | os.PathLike, frames: Iterable[np.ndarray] | np.ndarray, *, fps: float = 25,
+              audio: np.ndarray | None = None, sample_rate: int = 16000, crf: int = 18) -> str:
+    """Writes uint8 frames ([T, H, W, 3] or any iterable of [H, W, 3], consumed once, so frames can be
+    streamed) and float mono audio in [-1, 1] as an H.264/AAC MP4."""
     av = _av()
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
-        raise DataError(f"MP4 frames must be a non-empty uint8 [T, H, W, 3] array, got {frames.dtype} {frames.shape}")
-    h, w = frames.shape[1:3]
+    if audio is not None:
+        audio = np.asarray(audio, np.float32)
+        if audio.ndim == 2 and audio.shape[1] <= 8 < audio.shape[0]:
+            audio = audio.mean(axis=1)            # [N, channels] -> mono
+        if audio.ndim != 1:
+            raise DataError(f"MP4 audio must be mono [N] (or [N, channels], mixed down), got shape {audio.shape}")
+    it = iter(frames)
+    first = next(it, None)
+    if first is None:
+        raise DataError("MP4 needs at least one frame")
+    first = _check_frame(first, None)
+    h, w = first.shape[:2]
     ph, pw = h + h % 2, w + w % 2
-    if (ph, pw) != (h, w):
-        frames = np.pad(frames, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}.mp4"
+    rate = Fraction(fps).limit_denominator(1001)
     try:
         with av.open(tmp, mode="w", format="mp4") as container:
-            video = container.add_stream("libx264", rate=int(fps))
+            video = container.add_stream("libx264", rate=rate)
             video.width, video.height, video.pix_fmt = pw, ph, "yuv420p"
             video.options = {"crf": str(int(crf)), "preset": "medium"}
             astream = None
             if audio is not None and len(audio):
                 astream = container.add_stream("aac", rate=int(sample_rate))
                 astream.layout = "mono"
-            for frame in frames:
+            for frame in itertools.chain([first], it):
+                frame = _check_frame(frame, first.shape)
+                if (ph, pw) != (h, w):   # yuv420p needs even sizes
+                    frame = np.pad(frame, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
                 for packet in video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
                     container.mux(packet)
             for packet in video.encode():
                 container.mux(packet)
             if astream is not None:
-                samples = np.clip(np.asarray(audio, np.float32).reshape(1, -1), -1.0, 1.0)
+                samples = np.clip(audio.reshape(1, -1), -1.0, 1.0)
                 chunk = 1024
                 for start in range(0, samples.shape[1], chunk):
                     piece = np.ascontiguousarray(samples[:, start:start + chunk])

@@ -15,8 +15,9 @@ Loss terms (weights in `config.render`; every term is logged):
 * equivariance (`equivariance_weight`, LivePortrait / FOMM): keypoints found on a randomly
   rotated, scaled and shifted copy of the driving frame, mapped back through that transform, equal
   those found on the frame itself.
-* prior (`prior_weight`, face-vid2vid): canonical keypoints stay at least sqrt(`prior_distance`)
-  apart (hinge on squared distances) and their mean depth stays at `prior_depth`.
+* prior (`prior_weight`, face-vid2vid): canonical keypoints (in the units of x_c, LivePortrait's)
+  stay at least sqrt(`prior_distance`) apart (hinge on squared distances) and their mean depth stays
+  at `prior_depth`.
 
 `config.render.kp_from` picks the keypoints the renderer is trained with: 'true' (the labels,
 default on SynthFaces) or 'extracted' (the motion extractor's, end to end, as on unlabelled video).

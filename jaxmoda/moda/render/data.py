@@ -8,8 +8,10 @@ frame) of the same identity; the renderer learns source image + driving keypoint
 Training identities come from `synthfaces.TRAIN_IDENTITIES` with motion from SynthTalk's training
 clips; evaluation identities from `synthfaces.EVAL_IDENTITIES` (faces never seen in training) with
 motion from its held-out clips. Sets are written once under the cache root
-(`jaxmoda.moda.data.cache_root`) as `synthfaces-<hash>.npz` and are a pure function of the
-settings, so every host builds the same set.
+(`jaxmoda.moda.data.cache_root`) as folders `synthfaces-<split>-<hash>/` of .npy files, the frames
+memory-mapped when read (a 256-px set is tens of GB). A set is a pure function of the settings, so
+every host builds the same one; hosts sharing a cache folder each write a private copy and rename it
+into place.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import socket
+import uuid
 
 import numpy as np
 
@@ -63,9 +68,10 @@ def _clip_motions(clips_dir: str, split: str) -> list[np.ndarray]:
 
 
 def build_face_set(motions: list[np.ndarray], identity_ids, frames_per_identity: int, size: int, seed: int,
-                   *, progress: bool = True) -> FaceSet:
+                   *, progress: bool = True, frames_out: np.ndarray | None = None) -> FaceSet:
     """Renders `frames_per_identity` frames per identity; identity i takes clip i mod len(motions) and
-    frames at evenly spaced, seed-jittered times over it."""
+    frames at evenly spaced, seed-jittered times over it. `frames_out` (e.g. a memory-mapped .npy of
+    shape [N, K, S, S, 3] uint8) receives the frames instead of a new in-memory array."""
     from tqdm.auto import tqdm
 
     from jaxmoda.data import synthfaces
@@ -73,7 +79,7 @@ def build_face_set(motions: list[np.ndarray], identity_ids, frames_per_identity:
     ids = np.asarray(list(identity_ids), np.int64)
     k = int(frames_per_identity)
     rng = np.random.default_rng(seed)
-    frames = np.empty((len(ids), k, size, size, 3), np.uint8)
+    frames = np.empty((len(ids), k, size, size, 3), np.uint8) if frames_out is None else frames_out
     motion = np.empty((len(ids), k, 70), np.float32)
     x_c = np.empty((len(ids), 21, 3), np.float32)
     for n, ident in enumerate(tqdm(ids, desc="SynthFaces", unit="face", disable=not progress)):
@@ -93,10 +99,25 @@ def _settings(config, split: str) -> dict:
 
 
 def face_set_path(config, split: str, clips_dir: str) -> str:
+    """Cache folder of a frame set: keyed by the settings, the SynthFaces drawing version and the clip
+    set's metadata (so a regenerated clips folder or a new drawing code renders afresh)."""
+    from jaxmoda.data.synthfaces import DRAWING_VERSION
     from jaxmoda.moda.data import cache_root
-    key = json.dumps(dict(_settings(config, split), clips=os.path.abspath(clips_dir)), sort_keys=True)
+    with open(os.path.join(clips_dir, "metadata.json"), "rb") as f:
+        clips = hashlib.sha1(f.read()).hexdigest()
+    key = json.dumps(dict(_settings(config, split), clips=clips, drawing=DRAWING_VERSION), sort_keys=True)
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
-    return os.path.join(cache_root(), f"synthfaces-{split}-{digest}.npz")
+    return os.path.join(cache_root(), f"synthfaces-{split}-{digest}")
+
+
+_ARRAYS = ("frames", "motion", "x_c", "identity_id")
+
+
+def _read_set(path: str) -> FaceSet:
+    """Frames memory-mapped (a 256-px training set is tens of GB), the rest in memory."""
+    arrays = {name: np.load(os.path.join(path, f"{name}.npy"), mmap_mode="r" if name == "frames" else None)
+              for name in _ARRAYS}
+    return FaceSet(**arrays)
 
 
 def load_face_set(config, split: str, *, progress: bool = True) -> FaceSet:
@@ -111,22 +132,37 @@ def load_face_set(config, split: str, *, progress: bool = True) -> FaceSet:
                           f"(got {s['identities']} and {s['frames']})")
     clips_dir = data_dir(config)
     path = face_set_path(config, split, clips_dir)
-    if os.path.isfile(path):
-        with np.load(path) as z:
-            return FaceSet(z["frames"], z["motion"], z["x_c"], z["identity_id"])
+    if os.path.isfile(os.path.join(path, "done")):
+        return _read_set(path)
     pool = TRAIN_IDENTITIES if split == "train" else EVAL_IDENTITIES
     if s["identities"] > len(pool):
         raise ConfigError(f"config.render.{split}_identities={s['identities']} exceeds the {len(pool)} available")
     ids = [pool[i] for i in range(s["identities"])]
     log.info("rendering SynthFaces %s set: %d identities x %d frames at %d px -> %s", split, len(ids), s["frames"],
              s["size"], path)
-    fs = build_face_set(_clip_motions(clips_dir, split), ids, s["frames"], s["size"],
-                        s["seed"] + (0 if split == "train" else 1), progress=progress)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}.npz"
-    np.savez(tmp, frames=fs.frames, motion=fs.motion, x_c=fs.x_c, identity_id=fs.identity_id)
-    os.replace(tmp, path)
-    return fs
+    # Written into a uniquely named folder and renamed into place: hosts sharing a cache folder never
+    # see a partial set, and a failed render leaves nothing behind.
+    tmp = f"{path}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    os.makedirs(tmp)
+    try:
+        shape = (len(ids), s["frames"], s["size"], s["size"], 3)
+        frames = np.lib.format.open_memmap(os.path.join(tmp, "frames.npy"), mode="w+", dtype=np.uint8, shape=shape)
+        fs = build_face_set(_clip_motions(clips_dir, split), ids, s["frames"], s["size"],
+                            s["seed"] + (0 if split == "train" else 1), progress=progress, frames_out=frames)
+        frames.flush()
+        for name in _ARRAYS[1:]:
+            np.save(os.path.join(tmp, f"{name}.npy"), getattr(fs, name))
+        del frames, fs
+        open(os.path.join(tmp, "done"), "w").close()
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if not os.path.isfile(os.path.join(path, "done")):   # not another host's finished copy
+                raise
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    return _read_set(path)
 
 
 def to_float(frames_u8: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -64,15 +65,22 @@ def crop_transform(image_shape: tuple[int, ...], size: int, box=None, angle: flo
     """2 x 3 affine map from original pixels to `size` x `size` crop pixels.
 
     With a face box: side CROP_SCALE * box width, centred CENTER_SHIFT box heights above its centre,
-    rotated by -angle. Without: the largest centred square.
+    rotated by -angle; if that square is larger than the picture's short side (the face already fills
+    the picture), the largest square inside the picture nearest to that centre, unrotated. Without a
+    box: the largest centred square.
     """
     h, w = image_shape[:2]
+    short = float(min(h, w))
     if box is None:
-        cx, cy, side, angle = w / 2.0, h / 2.0, float(min(h, w)), 0.0
+        cx, cy, side, angle = w / 2.0, h / 2.0, short, 0.0
     else:
         x0, y0, x1, y1 = box
         side = CROP_SCALE * (x1 - x0)
         cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0 + CENTER_SHIFT * (y1 - y0)
+        if side >= short:
+            side, angle = short, 0.0
+            cx = min(max(cx, side / 2.0), w - side / 2.0)
+            cy = min(max(cy, side / 2.0), h - side / 2.0)
     s = size / side
     a = math.radians(angle)
     c, si = math.cos(a) * s, math.sin(a) * s
@@ -108,10 +116,10 @@ def warp_affine(image: np.ndarray, m: np.ndarray, out_hw: tuple[int, int], fill:
 
 
 def crop_face(image: np.ndarray, size: int, *, detect: bool = True) -> tuple[np.ndarray, np.ndarray, bool]:
-    """(crop uint8 [size, size, 3], affine map original -> crop, whether a face box framed the crop).
+    """(crop uint8 [size, size, 3], affine map original -> crop, whether a face box was found).
 
     A picture whose face already fills it (a face box wider than 1 / CROP_SCALE of its short side,
-    like SynthFaces frames) is taken whole.
+    like SynthFaces frames) gives the largest square around the face (`crop_transform`).
     """
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
@@ -119,11 +127,22 @@ def crop_face(image: np.ndarray, size: int, *, detect: bool = True) -> tuple[np.
     box, angle = detect_face(image) if detect else (None, 0.0)
     if detect and box is None:
         log.warning("no face found in the portrait; using its centred square (pass a tighter crop for better results)")
-    if box is not None and CROP_SCALE * (box[2] - box[0]) >= min(image.shape[:2]):
-        box, angle = None, 0.0   # the face already fills the picture: it is a face crop, keep it whole
     m = crop_transform(image.shape, size, box, angle)
-    crop = np.clip(np.round(warp_affine(image, m, (size, size))), 0, 255).astype(np.uint8)
+    crop = np.clip(np.round(warp_affine(*_prefiltered(image, m), (size, size))), 0, 255).astype(np.uint8)
     return crop, m, box is not None
+
+
+def _prefiltered(image: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(image box-filtered by the integer factor f the crop shrinks it by, the map from its pixels):
+    bilinear sampling alone would alias a large photograph shrunk to the renderer's size."""
+    scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+    f = int(1.0 / scale) if scale > 0 else 1
+    if f < 2:
+        return image, m
+    from PIL import Image
+    small = np.asarray(Image.fromarray(image).reduce(f))
+    # Continuous pixel coordinates (pixel i covers [i, i + 1)) scale exactly: x_original = f * x_small.
+    return small, np.concatenate([m[:, :2] * f, m[:, 2:]], axis=1)
 
 
 def feather_mask(size: int, border: float = 0.12) -> np.ndarray:
@@ -133,15 +152,31 @@ def feather_mask(size: int, border: float = 0.12) -> np.ndarray:
     return np.minimum(ramp[:, None], ramp[None, :]).astype(np.float32)
 
 
-def paste_back(image: np.ndarray, crops: np.ndarray, m: np.ndarray, border: float = 0.12) -> np.ndarray:
-    """Frames [T, H, W, 3] uint8: each crop [T, s, s, 3] warped back into `image` through the inverse of m."""
+def paste_back_frames(image: np.ndarray, crops, m: np.ndarray, border: float = 0.12) -> Iterator[np.ndarray]:
+    """Yields uint8 [H, W, 3] frames: each crop [s, s, 3] warped back into `image` through the inverse of
+    m with a feathered edge. Only the crop's bounding box is resampled, one frame at a time, so long
+    videos of large photographs stream through in bounded memory."""
     h, w = image.shape[:2]
-    s = crops.shape[1]
+    s = int(np.shape(crops)[1])
     inv = np.linalg.inv(np.vstack([m, [0.0, 0.0, 1.0]]))[:2]
-    alpha = warp_affine(feather_mask(s, border), inv, (h, w), fill=0.0)   # 0 outside the crop
-    base = image.astype(np.float32)
-    out = np.empty((len(crops), h, w, 3), np.uint8)
-    for i, c in enumerate(crops):
-        fg = warp_affine(c, inv, (h, w))
-        out[i] = np.clip(np.round(base + alpha[..., None] * (fg - base)), 0, 255).astype(np.uint8)
-    return out
+    corners = inv @ np.array([[0, s, 0, s], [0, 0, s, s], [1, 1, 1, 1]], np.float64)
+    x0, y0 = max(0, int(np.floor(corners[0].min()))), max(0, int(np.floor(corners[1].min())))
+    x1, y1 = min(w, int(np.ceil(corners[0].max()))), min(h, int(np.ceil(corners[1].max())))
+    if x1 <= x0 or y1 <= y0:   # the crop lies outside the picture: nothing to paste
+        for _ in crops:
+            yield image.copy()
+        return
+    to_box = inv.copy()
+    to_box[:, 2] -= (x0, y0)                      # crop pixels -> pixels of the bounding box
+    alpha = warp_affine(feather_mask(s, border), to_box, (y1 - y0, x1 - x0), fill=0.0)[..., None]
+    base = image[y0:y1, x0:x1].astype(np.float32)
+    for c in crops:
+        fg = warp_affine(np.asarray(c), to_box, (y1 - y0, x1 - x0))
+        frame = image.copy()
+        frame[y0:y1, x0:x1] = np.clip(np.round(base + alpha * (fg - base)), 0, 255).astype(np.uint8)
+        yield frame
+
+
+def paste_back(image: np.ndarray, crops: np.ndarray, m: np.ndarray, border: float = 0.12) -> np.ndarray:
+    """All of `paste_back_frames` as one uint8 [T, H, W, 3] array."""
+    return np.stack(list(paste_back_frames(image, crops, m, border)))
