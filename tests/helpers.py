@@ -63,3 +63,22 @@ def random_params(build, seed: int = 0, scale: float = 0.05):
     rng = np.random.default_rng(seed)
     shapes = jax.tree.map(lambda a: a, __import__("flax").nnx.to_pure_dict(abstract))
     return graphdef, jax.tree.map(lambda a: (scale * rng.standard_normal(a.shape)).astype(a.dtype), shapes)
+
+
+def fast_module(build, seed: int = 0):
+    """`build(nnx.Rngs(seed))` with the same parameters as eager construction, initialised by one jitted
+    program compiled the cheap way the train state is (eager construction of a conv-heavy model spends
+    seconds compiling one small program per parameter shape)."""
+    import jax
+    from flax import nnx
+
+    from jaxmoda.train.state import _init_compiler_options
+
+    def init():
+        with nnx.use_eager_sharding(False):
+            return nnx.split(build(nnx.Rngs(seed)))
+
+    with nnx.use_eager_sharding(False):
+        graphdef = nnx.split(nnx.eval_shape(lambda: build(nnx.Rngs(seed))))[0]
+    state = jax.jit(lambda: init()[1]).lower().compile(compiler_options=_init_compiler_options())()
+    return nnx.merge(graphdef, state)

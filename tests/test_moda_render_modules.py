@@ -7,8 +7,16 @@ import pytest
 from flax import nnx
 
 from jaxmoda.moda.render import warp
-from jaxmoda.moda.render.modules import (DenseMotion, MotionExtractor, Renderer, RendererConfig, StitchingMLP, collapse_depth,
-                                         count_params)
+from jaxmoda.moda.render.modules import (
+    DenseMotion,
+    MotionExtractor,
+    Renderer,
+    RendererConfig,
+    StitchingMLP,
+    collapse_depth,
+    count_params,
+)
+from tests.helpers import fast_module
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +26,7 @@ def cfg():
 
 @pytest.fixture(scope="module")
 def renderer(cfg):
-    with nnx.use_eager_sharding(False):
-        return Renderer(cfg, rngs=nnx.Rngs(0))
+    return fast_module(lambda rngs: Renderer(cfg, rngs=rngs))
 
 
 def _kp(seed, b=1, k=21, lim=0.8):

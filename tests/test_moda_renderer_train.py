@@ -13,7 +13,7 @@ from jaxmoda.moda import motion as mo
 from jaxmoda.moda.render import data as rdata
 from jaxmoda.moda.render.model import grid_keypoints
 from jaxmoda.tasks.renderer import prior_loss, similarity_warp
-from tests.helpers import load_test_config
+from tests.helpers import fast_module, load_test_config
 
 
 def random_motions(n: int, seed: int, max_deg: float = 12.0) -> np.ndarray:
@@ -84,9 +84,7 @@ def trained_renderer():
     task = RendererTask(config)
     fs = rdata.build_face_set([random_motions(64, s, max_deg=20.0) for s in range(2)], [1000, 1001], 8, 32, seed=0,
                               progress=False)
-    with nnx.use_eager_sharding(False):
-        model = task.build_model(nnx.Rngs(0))
-    graphdef, params = nnx.split(model, nnx.Param)
+    graphdef, params = nnx.split(fast_module(task.build_model), nnx.Param)
     tx = optax.adam(3e-3)
     opt = tx.init(params)
 
