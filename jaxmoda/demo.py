@@ -27,6 +27,14 @@ from jaxmoda.errors import cli_main
 from jaxmoda.logs import setup_logging
 
 
+def timed_train(config, workdir: str) -> float:
+    """Trains (or resumes) a run; returns the seconds it took."""
+    from jaxmoda.train.loop import train
+    t0 = time.time()
+    train(config, workdir)
+    return time.time() - t0
+
+
 def plot_loss(metrics: list[dict], path: str, title: str) -> None:
     plot_curves(metrics, ("loss",), path, title)
 
@@ -36,16 +44,13 @@ def run_dit(out: str, steps: int) -> dict:
 
     from jaxmoda.config import load_config
     from jaxmoda.io.images import save_image_grid
-    from jaxmoda.train.loop import train
     from jaxmoda.train.metrics import read_metrics
     from jaxmoda.train.sampling import sample_run
 
     workdir = os.path.join(out, "runs", "dit_tiny")
     config = load_config("configs/dit/tiny.py", [("total_steps", str(steps)), ("checkpoint_every", str(steps)),
                                                  ("sample_every", str(steps))])
-    t0 = time.time()
-    train(config, workdir)
-    train_s = time.time() - t0
+    train_s = timed_train(config, workdir)
     labels = jax.numpy.repeat(jax.numpy.arange(config.model.num_classes), 8)
     images = sample_run(workdir, len(labels), labels=labels)
     save_image_grid(images, os.path.join(out, "dit_samples.png"), nrow=8)
@@ -57,16 +62,13 @@ def run_dvae(out: str, steps: int) -> dict:
     from jaxmoda.config import load_config
     from jaxmoda.d2it.reconstruct import reconstruct_run
     from jaxmoda.io.images import save_image_grid
-    from jaxmoda.train.loop import train
     from jaxmoda.train.metrics import read_metrics
 
     workdir = os.path.join(out, "runs", "dvae_tiny")
     # The demo trains without the discriminator (it starts late in the full tiny config anyway).
     config = load_config("configs/d2it/dvae_tiny.py", [("total_steps", str(steps)), ("checkpoint_every", str(steps)),
                                                        ("sample_every", str(steps)), ("d2it.disc_weight", "0.0")])
-    t0 = time.time()
-    train(config, workdir)
-    train_s = time.time() - t0
+    train_s = timed_train(config, workdir)
     rows, psnr, codes = reconstruct_run(workdir, 8)
     save_image_grid(rows, os.path.join(out, "dvae_recon.png"), nrow=6)
     metrics = [dict(m, loss=m["l1"]) for m in read_metrics(workdir)]
@@ -79,7 +81,6 @@ def run_d2it(out: str, steps: int) -> dict:
 
     from jaxmoda.config import load_config
     from jaxmoda.io.images import save_samples
-    from jaxmoda.train.loop import train
     from jaxmoda.train.metrics import read_metrics
     from jaxmoda.train.sampling import sample_run
 
@@ -87,9 +88,7 @@ def run_d2it(out: str, steps: int) -> dict:
     config = load_config("configs/d2it/tiny.py", [
         ("total_steps", str(steps)), ("checkpoint_every", str(steps)), ("sample_every", str(steps)),
         ("dvae_workdir", os.path.join(out, "runs", "dvae_tiny")), ("d2it.encode_images", "1024")])
-    t0 = time.time()
-    train(config, workdir)
-    train_s = time.time() - t0
+    train_s = timed_train(config, workdir)
     num_classes, per_class = config.model.num_classes, 4
     labels = jnp.tile(jnp.arange(num_classes, dtype=jnp.int32), per_class)  # one column per class
     outputs = sample_run(workdir, len(labels), labels=labels)
@@ -102,21 +101,17 @@ def run_d2it(out: str, steps: int) -> dict:
 
 def run_moda(out: str, steps: int) -> dict:
     from jaxmoda.config import load_config
-    from jaxmoda.train.loop import train
 
     workdir = os.path.join(out, "runs", "moda_tiny")
     config = load_config("configs/moda/tiny.py:fast", [("total_steps", str(steps)), ("checkpoint_every", str(steps)),
                                                        ("sample_every", str(steps))])
-    t0 = time.time()
-    train(config, workdir)
-    train_s = time.time() - t0
+    train_s = timed_train(config, workdir)
     return dict(plot_heldout_mouth(workdir, os.path.join(out, "moda_mouth.png")), train_seconds=train_s)
 
 
 def run_renderer(out: str, steps: int) -> dict:
     from jaxmoda.config import load_config
     from jaxmoda.io.images import save_image_grid
-    from jaxmoda.train.loop import train
     from jaxmoda.train.metrics import read_metrics
     from jaxmoda.train.sampling import sample_run
 
@@ -125,9 +120,7 @@ def run_renderer(out: str, steps: int) -> dict:
         ("total_steps", str(steps)), ("checkpoint_every", str(steps)), ("sample_every", str(steps)),
         ("batch_size", "8"), ("render.train_identities", "150"), ("render.frames_per_identity", "12"),
         ("render.eval_identities", "16")])
-    t0 = time.time()
-    train(config, workdir)
-    train_s = time.time() - t0
+    train_s = timed_train(config, workdir)
     save_image_grid(sample_run(workdir, 6), os.path.join(out, "renderer_samples.png"), nrow=2)
     last = read_metrics(workdir)[-1]
     return {"train_seconds": train_s, "psnr": last["psnr"], "copy_psnr": last["copy_psnr"]}
