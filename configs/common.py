@@ -47,6 +47,7 @@ def get_common():
         "coordinator_address": "",   # host:port; empty = auto-detect (TPU, SLURM) or single process
         "num_processes": 0,
         "process_id": -1,
+        "initialization_timeout": 300,  # seconds to wait for the coordinator, then one clear error
     })
 
     c.optimizer = ml_collections.ConfigDict({
@@ -54,6 +55,7 @@ def get_common():
         "learning_rate": 1e-4,
         "schedule": "constant",       # constant | cosine
         "warmup_steps": 0,
+        "decay_steps": 0,             # cosine: steps after warmup to decay to zero
         "b1": 0.9,
         "b2": 0.999,
         "eps": 1e-8,

@@ -31,6 +31,10 @@ class WorkdirError(JaxmodaError, OSError):
     """A work directory that cannot be created or written."""
 
 
+class DistributedError(JaxmodaError, RuntimeError):
+    """A multi-process start-up that cannot complete (coordinator unreachable, process layout wrong)."""
+
+
 def fail(message: str) -> NoReturn:
     """Prints `error: message` on stderr and exits with status 2."""
     print(f"error: {message}", file=sys.stderr, flush=True)

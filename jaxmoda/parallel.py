@@ -17,7 +17,7 @@ from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from jaxmoda.config import MESH_AXES, ConfigDict, mesh_shape
-from jaxmoda.errors import ConfigError
+from jaxmoda.errors import ConfigError, DistributedError
 from jaxmoda.nn.logical import logical_to_spec
 
 log = logging.getLogger(__name__)
@@ -44,10 +44,37 @@ def maybe_initialize_distributed(config: ConfigDict) -> None:
         kwargs = {}  # jax auto-detects the cluster (SLURM, TPU metadata, JAX_* variables)
     else:
         return
-    if jax.default_backend() == "cpu" or os.environ.get("JAX_PLATFORMS", "") == "cpu":
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(**kwargs)
+    timeout = int(d.get("initialization_timeout", 300)) if d is not None else 300
+    address = kwargs.get("coordinator_address") or os.environ.get("JAX_COORDINATOR_ADDRESS", "")
+    process_id = kwargs.get("process_id")
+    if process_id is None and os.environ.get("JAX_PROCESS_ID"):
+        process_id = int(os.environ["JAX_PROCESS_ID"])
+    if address and process_id not in (None, 0):
+        wait_for_coordinator(address, timeout)  # the client would abort the process, not raise, on a timeout
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU collectives only; GPU/TPU ignore it
+    jax.distributed.initialize(**kwargs, initialization_timeout=timeout)
     log.info("jax.distributed: process %d of %d", jax.process_index(), jax.process_count())
+
+
+def wait_for_coordinator(address: str, timeout_s: float) -> None:
+    """Polls host:port until process 0's coordination service accepts a connection; one clear error if not."""
+    import socket
+    import time
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"coordinator address {address!r} is not host:port; set config.distributed.coordinator_address")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=2.0):
+                return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise DistributedError(
+                    f"the coordinator {address} did not answer within {timeout_s:.0f} s ({e.strerror or e}); start process 0 "
+                    "there or fix config.distributed.coordinator_address (timeout: config.distributed.initialization_timeout)"
+                ) from None
+            time.sleep(0.5)
 
 
 def make_mesh(config: ConfigDict, devices: Sequence[jax.Device] | None = None) -> Mesh:

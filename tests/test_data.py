@@ -116,18 +116,18 @@ def test_patches_batches_depend_only_on_seed():
     assert not np.array_equal(a["image"], d["image"])
 
 
-def test_two_processes_split_the_global_batch_exactly():
-    # Process p takes global stream positions p, p + 2, ...; interleaving both
-    # processes' batches must give back the single-process batch, crops and flips included.
+@pytest.mark.parametrize("count", [2, 4])
+def test_processes_split_the_global_batch_exactly(count):
+    # Process p reads rows [p*b, (p+1)*b) of each global batch: stacking the processes' batches in
+    # process order gives back the single-process batch, crops and flips included.
     c = cfg(image_size=8, num_examples=64)
-    whole = take(make_train_iterator(c, global_batch_size=8, seed=1), 2)
-    parts = [take(make_train_iterator(c, global_batch_size=8, seed=1, process_index=p, process_count=2), 2)
-             for p in (0, 1)]
-    for step in range(2):
-        p0, p1 = parts[0][step], parts[1][step]
-        assert p0["image"].shape == (4, 8, 8, 3)
+    whole = take(make_train_iterator(c, global_batch_size=8, seed=1), 3)
+    parts = [take(make_train_iterator(c, global_batch_size=8, seed=1, process_index=p, process_count=count), 3)
+             for p in range(count)]
+    for step in range(3):
+        assert parts[0][step]["image"].shape == (8 // count, 8, 8, 3)
         for key in ("image", "label"):
-            merged = np.stack([p0[key], p1[key]], axis=1).reshape(whole[step][key].shape)
+            merged = np.concatenate([part[step][key] for part in parts])
             np.testing.assert_array_equal(merged, whole[step][key])
 
 

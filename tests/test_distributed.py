@@ -1,15 +1,19 @@
-"""Two processes on this machine (jax.distributed on 127.0.0.1) train one step together."""
+"""Several processes on this machine (jax.distributed on 127.0.0.1, CPU collectives over gloo) train
+together with `python -m jaxmoda.train`: the same losses as one process with the same global batch, and
+a SIGTERM on one host stops all of them at one step, from which they resume."""
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
-import jax
+from jaxmoda.train.loop import train
+from tests.helpers import ROOT, override_args, run_module, tiny_config
 
-from jaxmoda.train.setup import build_training
-from tests.helpers import ROOT, tiny_config
+TIMEOUT = 240  # seconds for any group of processes; they are killed after it
 
 
 def _free_port() -> int:
@@ -18,29 +22,78 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _single_device_loss() -> float:
-    config = tiny_config()
-    run = build_training(config, jax.devices()[:1])
-    _, metrics = run.step(run.state, run.global_batch(run.task.example_batch(config.batch_size)))
-    return float(metrics["loss"])
+def _start(workdir, count: int, port: int, **overrides) -> list[subprocess.Popen]:
+    env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+    return [subprocess.Popen(
+        [sys.executable, "-m", "jaxmoda.train", "--config", "configs/dit/tiny.py", "--workdir", str(workdir),
+         *override_args(**overrides), f"--config.distributed.coordinator_address=127.0.0.1:{port}",
+         f"--config.distributed.num_processes={count}", f"--config.distributed.process_id={i}"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(count)]
 
 
-def test_two_processes_agree_on_the_loss():
-    port = _free_port()
-    env = dict(os.environ, XLA_FLAGS="", PYTHONPATH=ROOT)
-    procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "dist_worker.py"), str(port), "2", str(i)],
-                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(2)]
-    outs = []
+def _finish(procs: list[subprocess.Popen]) -> list[str]:
+    errs = []
     try:
         for p in procs:
-            out, err = p.communicate(timeout=240)
+            _, err = p.communicate(timeout=TIMEOUT)
             assert p.returncode == 0, err[-3000:]
-            outs.append(json.loads(out.strip().splitlines()[-1]))
+            errs.append(err)
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    assert {o["process"] for o in outs} == {0, 1} and all(o["devices"] == 2 for o in outs)
-    assert outs[0]["loss"] == outs[1]["loss"]
-    assert abs(outs[0]["loss"] - _single_device_loss()) < 1e-5
+    return errs
+
+
+def _losses(workdir) -> dict[int, float]:
+    records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl")) if line.strip()]
+    steps = [r["step"] for r in records]
+    assert len(steps) == len(set(steps)), steps  # written by process 0 alone
+    return {r["step"]: r["loss"] for r in records}
+
+
+def _assert_same(got: dict, want: dict):
+    assert got and set(got) <= set(want), (sorted(got), sorted(want))
+    for step, loss in got.items():
+        assert abs(loss - want[step]) < 1e-5, (step, loss, want[step])
+
+
+def test_two_and_four_processes_match_one_and_a_preempted_pair_resumes(tmp_path):
+    four = tmp_path / "four"
+    _finish(_start(four, 4, _free_port(), total_steps=4, checkpoint_every=4))
+    assert os.path.isdir(four / "checkpoints" / "4")
+
+    # A long two-process run; SIGTERM reaches process 1 only, once step 2 is logged.
+    pair, port = tmp_path / "pair", _free_port()
+    procs = _start(pair, 2, port, total_steps=100000, checkpoint_every=100000)
+    deadline = time.monotonic() + TIMEOUT
+    while not (os.path.exists(pair / "metrics.jsonl") and len(_losses(pair)) >= 2):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "the pair did not start"
+        time.sleep(0.2)
+    procs[1].send_signal(signal.SIGTERM)
+    errs = _finish(procs)
+    saved = sorted(int(s) for s in os.listdir(pair / "checkpoints") if s.isdigit())
+    assert len(saved) == 1, saved
+    stop = saved[0]
+    assert all(f"saved checkpoint at step {stop}" in e for e in errs[:1]), errs[0][-2000:]
+
+    _finish(_start(pair, 2, _free_port(), total_steps=stop + 2, checkpoint_every=100000))
+    resumed = _losses(pair)
+    assert max(resumed) == stop + 2 and sorted(resumed) == list(range(1, stop + 3))
+
+    # The reference: one process, the same global batch of 8 (here over 8 fake devices).
+    one = tmp_path / "one"
+    train(tiny_config(total_steps=stop + 2, checkpoint_every=100000), str(one))
+    want = _losses(one)
+    _assert_same(_losses(four), want)
+    _assert_same(resumed, want)
+
+
+def test_an_unreachable_coordinator_is_one_clear_error(tmp_path):
+    res = run_module("jaxmoda.train", ["--config", "configs/dit/tiny.py", "--workdir", str(tmp_path),
+                                       *override_args(), f"--config.distributed.coordinator_address=127.0.0.1:{_free_port()}",
+                                       "--config.distributed.num_processes=2", "--config.distributed.process_id=1",
+                                       "--config.distributed.initialization_timeout=3"], timeout=60)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "did not answer within 3 s" in errors[0], res.stderr[-2000:]

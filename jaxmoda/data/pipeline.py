@@ -5,7 +5,7 @@ Training pipeline (grain Dataset API), per process::
     records (cheap: indices / paths / encoded bytes)
       -> shuffle(seed) -> repeat(None)            global, identical on every process
       -> map_with_index(tag)                      remember the global stream position k
-      -> [process_index::process_count]           this process's disjoint share
+      -> BlockShard(b, process_index, process_count)  this process's rows of each global batch
       -> map(decode + augment, rng = f(seed, k))  the heavy work, only on our share
       -> to_iter_dataset(ReadOptions) -> batch(per_process, drop_remainder=True)
       -> mp_prefetch (when worker_count > 0)
@@ -18,6 +18,11 @@ sys.maxsize-long stream, with no epoch boundaries.)
 Why rng = f(seed, k): keying augmentation on the global stream position keeps
 every element identical however many processes, threads or workers share the
 work, and different in each epoch (k grows across epochs).
+
+Why blocks of b = global_batch // process_count: global batch s is stream
+positions [s*B, (s+1)*B) and process p reads rows [s*B + p*b, s*B + (p+1)*b), so
+the batch that `jax.make_array_from_process_local_data` assembles is the one a
+single process would read, row for row, for any process count.
 
 Elements that fail to decode (unreadable files) become None, which grain treats
 as filtered out; batches are formed from the remaining elements.
@@ -32,6 +37,30 @@ import grain
 from jaxmoda.data import config as config_lib
 from jaxmoda.data.errors import ConfigError, DataError
 from jaxmoda.data.processing import ExampleDecoder, SourceParts, tag_with_index
+
+
+class BlockShard(grain.MapDataset):
+    """Process `index` of `count` takes every `count`-th block of `block` consecutive elements."""
+
+    def __init__(self, parent: grain.MapDataset, block: int, index: int, count: int):
+        super().__init__(parent)
+        self._block, self._index, self._count = block, index, count
+        self._length = len(parent) // count
+
+    def __len__(self) -> int:
+        return self._length
+
+    def _parent_index(self, j: int) -> int:
+        blocks, row = divmod(j, self._block)
+        return (blocks * self._count + self._index) * self._block + row
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        return self._parent[self._parent_index(index)]
+
+    def __str__(self) -> str:
+        return f"BlockShard(block={self._block}, index={self._index}, count={self._count})"
 
 
 def build_parts(settings: config_lib.DataSettings) -> SourceParts:
@@ -128,7 +157,9 @@ def make_train_iterator(
         .shuffle(seed=seed)
         .repeat(None)
         .map_with_index(tag_with_index)
-        [process_index::process_count]
+    )
+    dataset = (
+        BlockShard(dataset, global_batch_size // process_count, process_index, process_count)
         .map(_decoder(settings, parts, seed))
     )
     read_options = grain.ReadOptions(

@@ -6,6 +6,7 @@ its loss, its samples and its data.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -36,9 +37,10 @@ class TrainingDiverged(JaxmodaError):
 
 def prepare_workdir(workdir: str) -> str:
     """Creates the workdir and proves it is writable (before any compile)."""
-    workdir = os.path.abspath(workdir)
     if workdir.startswith("gs://"):
-        return workdir
+        raise WorkdirError(f"workdir {workdir}: gs:// paths are not written directly; mount the bucket on every host "
+                           "(gcsfuse) and pass the mount point as --workdir (see launch/README.md)")
+    workdir = os.path.abspath(workdir)
     try:
         os.makedirs(workdir, exist_ok=True)
         probe = os.path.join(workdir, f".write_test_{os.getpid()}")
@@ -48,6 +50,41 @@ def prepare_workdir(workdir: str) -> str:
     except OSError as e:
         raise WorkdirError(f"workdir {workdir} is not writable ({e.strerror or e}); pass a --workdir you can write to") from None
     return workdir
+
+
+def check_workdir_config(workdir: str, config: ConfigDict) -> None:
+    """Refuses, before any compile, a workdir whose config.json describes a different model."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
+        return
+    try:
+        with open(path) as f:
+            saved = json.load(f).get("model", {})
+    except (OSError, ValueError):
+        return  # unreadable: the checkpoint's own metadata decides
+    saved, now = _architecture(saved), _architecture(json.loads(to_json(config)).get("model", {}))
+    differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    if differ:
+        k = differ[0]
+        raise WorkdirError(
+            f"workdir {workdir} was written for a different model (model.{k}={saved.get(k)!r} there, {now.get(k)!r} now; "
+            f"{len(differ)} field(s) differ); pass a new --workdir or the run's own config")
+
+
+# Model fields that change how a step runs, not what the parameters are: free to differ on resume.
+RUNTIME_MODEL_KEYS = frozenset({"attention", "dtype", "remat", "scan_layers"})
+
+
+def _architecture(model: dict, prefix: str = "") -> dict:
+    flat = {}
+    for k, v in model.items():
+        if k in RUNTIME_MODEL_KEYS:
+            continue
+        if isinstance(v, dict):
+            flat.update(_architecture(v, f"{prefix}{k}."))
+        else:
+            flat[prefix + k] = v
+    return flat
 
 
 def _write_atomic(path: str, text: str) -> None:
@@ -66,17 +103,36 @@ def model_meta(config: ConfigDict, params: Any, opt_state: Any = None) -> dict:
 
 
 class _StopFlag:
-    """Set by SIGTERM (preemption); the loop saves a checkpoint and exits 0."""
+    """Preemption: SIGTERM makes the loop save a checkpoint and exit 0.
+
+    One process: a Python SIGTERM handler sets a flag, checked after every step. Several processes:
+    JAX's preemption service (started by `jax.distributed.initialize`) catches SIGTERM on any host,
+    agrees on the next step all hosts can reach, and `reached_preemption_sync_point` is true there on
+    every host, so all save the same step. No Python handler is installed then: it would replace the
+    service's own.
+    """
 
     def __init__(self):
         self.set = False
         self._previous = None
+        self._sync = None
 
     def install(self):
+        if jax.process_count() > 1:
+            from jax._src import distributed
+            if distributed.global_state.preemption_sync_manager is not None:
+                from jax.experimental import multihost_utils
+                self._sync = multihost_utils.reached_preemption_sync_point
+                return
+            log.warning("jax_enable_preemption_service is off: SIGTERM stops only the host that receives it")
         try:
             self._previous = signal.signal(signal.SIGTERM, self._handler)
         except ValueError:  # not the main thread (e.g. called from a test thread): no handler
             self._previous = None
+
+    def reached(self, step: int) -> bool:
+        """Whether to save and stop after `step` (call once per step, on every process)."""
+        return self._sync(step) if self._sync is not None else self.set
 
     def _handler(self, signum, frame):
         self.set = True
@@ -123,6 +179,7 @@ def write_samples(task, sampler, state, workdir: str, step: int, writer: MetricW
 def train(config: ConfigDict, workdir: str) -> dict:
     """Trains (or resumes) the model of `config` in `workdir`; returns a summary dict."""
     workdir = prepare_workdir(workdir)
+    check_workdir_config(workdir, config)
     parallel.maybe_initialize_distributed(config)
     validate(config, num_devices=jax.device_count())
     task = get_task(config)
@@ -181,10 +238,11 @@ def train(config: ConfigDict, workdir: str) -> dict:
 
     try:
         while step < total:
-            if stop.set:
+            if stop.reached(step):
                 check(pending)
                 pending.clear()
-                ckpt.save(step, state, data_iter, meta)
+                if last_saved != step:
+                    ckpt.save(step, state, data_iter, meta)
                 ckpt.wait()
                 summary["preempted"] = True
                 log.warning("SIGTERM: saved checkpoint at step %d; exiting", step)
