@@ -1,6 +1,6 @@
 """Dynamic VAE at the paper's scale: 256x256 images, f = 8 / 16, DQ-VAE-sized trunk (for accelerators).
 
-python -m jaxmoda.train --config configs/d2it/dvae_256.py:ffhq --workdir gs://BUCKET/dvae_ffhq \\
+python -m jaxmoda.train --config configs/d2it/dvae_256.py:ffhq --workdir /mnt/gcs/BUCKET/dvae_ffhq \\
     --config.data.path=/data/ffhq
 `:imagenet` reads an ArrayRecord copy of ImageNet train (data/folder_to_arrayrecord.py --size 256).
 The architecture follows the DQ-VAE encoder/decoder (research notes, d2it.md 3.1 and 3.5); D²iT's own

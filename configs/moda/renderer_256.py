@@ -1,6 +1,6 @@
 """MoDA renderer at LivePortrait's resolution (256x256) and module widths, on SynthFaces.
 
-python -m jaxmoda.train --config configs/moda/renderer_256.py --workdir gs://BUCKET/renderer_256
+python -m jaxmoda.train --config configs/moda/renderer_256.py --workdir /mnt/gcs/BUCKET/renderer_256
 Perceptual term: --config.render.lpips_weights=/path/lpips_vgg.npz (jaxmoda.nn.perceptual converts the
 VGG16 + LPIPS heads from PyTorch files); the PatchGAN term starts at disc_start.
 """
