@@ -19,6 +19,7 @@ CORE = [
     "matplotlib>=3.8",      # loss plots and figures
     "tensorboardX>=2.6",
     "absl-py>=2.0",
+    "flatbuffers>=24",      # jax.export serialisation (python -m jaxmoda.export, jaxmoda.serve)
 ]
 
 EXTRAS = {

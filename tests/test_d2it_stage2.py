@@ -300,6 +300,16 @@ def test_end_to_end_dvae_latents_d2it_and_sample_cli(tmp_path):
     assert sample_main(["--workdir", str(tmp_path / "d2it"), "--num", "2", "--out", str(tmp_path / "g2.png"),
                         "--grain", str(photo)]) == 0
     assert np.all(np.load(tmp_path / "g2_grain.npy") == FINE)  # uniform noise: every region detailed
+    # Serving export: DGT, DCT and the DVAE decoder in one function, bit-exact with in-process sampling.
+    from jaxmoda import export, serve
+    from tests.test_export import in_process
+    export.export_run(str(tmp_path / "d2it"), str(tmp_path / "export"))
+    labels = np.array([3, 0, 1], np.int32)
+    got = serve.load(str(tmp_path / "export"))(seed=2, labels=labels)
+    want = in_process(tmp_path / "d2it", lambda task, model, key, y: task.sample(model, key, y.shape[0], labels=y))(2, labels)
+    assert got["images"].shape == (3, 64, 64, 3) and got["grain"].shape == (3, 4, 4)
+    for k in ("images", "grain"):
+        np.testing.assert_array_equal(got[k], want[k])
     # Bad input: a class out of range, a DVAE with other latent channels.
     with pytest.raises(ConfigError, match="class id 9 is out of range"):
         sample_main(["--workdir", str(tmp_path / "d2it"), "--num", "2", "--out", str(out), "--class", "9"])

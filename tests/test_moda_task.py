@@ -110,3 +110,28 @@ def test_motion_cli_bad_inputs(trained, tmp_path):
     (tmp_path / "junk.wav").write_bytes(b"not audio at all" * 10)
     with pytest.raises(DataError, match="junk.wav"):
         main(base + ["--audio", str(tmp_path / "junk.wav")])
+
+
+def test_window_export_round_trip(trained, tmp_path):
+    from jaxmoda import export, serve
+    from tests.test_export import in_process
+    run, out = trained / "run", tmp_path / "export"
+    meta = export.export_run(str(run), str(out))
+    assert [i["name"] for i in meta["inputs"]] == ["prefix", "audio", "identity", "emotion"]
+    served = serve.load(str(out))
+    config = moda_config()
+    rng = np.random.default_rng(0)
+    w = meta["settings"]["window"]
+    _, _, length, channels = meta["inputs"][1]["shape"]
+    inputs = {"prefix": rng.normal(size=(2, 70)).astype(np.float32),
+              "audio": rng.normal(size=(2, w, length, channels)).astype(np.float32),
+              "identity": rng.normal(size=(2, 63)).astype(np.float32), "emotion": np.array([0, 3], np.int32)}
+    got = served(seed=5, **inputs)["motion"]
+    assert got.shape == (2, w, 70) and np.isfinite(got).all()
+
+    def window(task, model, key, prefix, audio, identity, emotion):
+        mean, std = jnp.asarray(task.config.moda.motion_mean), jnp.asarray(task.config.moda.motion_std)
+        return task.sample_window(model, key, (prefix - mean) / std, audio, identity, emotion) * std + mean
+    import jax.numpy as jnp
+    np.testing.assert_array_equal(got, in_process(run, window)(5, *inputs.values()))
+    assert config.model.window == w
