@@ -105,7 +105,7 @@ def state_shardings(abstract_state: Any, mesh: Mesh, rules: Sequence) -> Any:
     def one(spec, shape_struct):
         spec = spec if isinstance(spec, PartitionSpec) else PartitionSpec()
         names = tuple(spec) + (None,) * (len(shape_struct.shape) - len(spec))
-        return NamedSharding(mesh, logical_to_spec(names, rules, mesh, shape_struct.shape))
+        return NamedSharding(mesh, logical_to_spec(names, rules, mesh, shape_struct.shape, move_dropped=True))
 
     return jax.tree.map(one, logical, shapes, is_leaf=lambda x: isinstance(x, PartitionSpec))
 

@@ -64,3 +64,17 @@ def test_logical_rules_skip_non_dividing_axes():
     assert tuple(logical_to_spec(("embed", "mlp"), rules, mesh, (63, 256))) == (None, "tensor")
     assert tuple(logical_to_spec(("act_batch", None), rules, mesh, (8, 3))) == (("data", "fsdp"), None)
     assert tuple(logical_to_spec(("act_batch", None), rules, mesh, (2, 3))) == ("data", None)
+
+
+def test_an_fsdp_axis_its_dimension_cannot_take_moves_to_another_parameter_dimension():
+    from jax.sharding import Mesh, PartitionSpec as P
+    mesh = Mesh(np.asarray(jax.devices()[:8]).reshape(1, 4, 2), ("data", "fsdp", "tensor"))
+    rules = (("embed", "fsdp"), ("mlp", "tensor"), ("layers", None))
+    names = ("layers", "embed", "mlp")
+    assert logical_to_spec(names, rules, mesh, (4, 8, 6)) == P(None, "fsdp", "tensor")
+    # width 6 does not divide over fsdp=4: as a parameter the axis moves to the widest free dimension it
+    # divides (never the layer stack); activations keep the plain rule.
+    assert logical_to_spec(names, rules, mesh, (4, 6, 6), move_dropped=True) == P(None, None, "tensor")
+    assert logical_to_spec(("layers", "embed", None), rules, mesh, (4, 6, 8), move_dropped=True) == P(None, None, "fsdp")
+    assert logical_to_spec(("layers", "embed", None), rules, mesh, (4, 6, 8)) == P(None, None, None)
+    assert logical_to_spec(("layers", "embed", None), rules, mesh, (8, 6, 6), move_dropped=True) == P(None, None, None)

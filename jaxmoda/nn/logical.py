@@ -34,18 +34,25 @@ def current_rules() -> tuple[Mesh, tuple] | None:
     return getattr(_CONTEXT, "value", None)
 
 
+# Logical dimensions a displaced mesh axis must not move to (scanned layer stacks are sliced per step).
+UNMOVABLE = frozenset({"layers"})
+
+
 def logical_to_spec(names: LogicalAxes, rules: Sequence[tuple[str, object]], mesh: Mesh,
-                    shape: Sequence[int] | None = None) -> PartitionSpec:
+                    shape: Sequence[int] | None = None, *, move_dropped: bool = False) -> PartitionSpec:
     """Maps logical axis names to a PartitionSpec.
 
     Each logical name takes the mesh axes its rule lists, skipping axes already used by an earlier
-    dimension. When `shape` is given, mesh axes that do not divide the dimension are dropped (that
-    dimension stays replicated over them), so one rule table works for every model size.
+    dimension. When `shape` is given, mesh axes that do not divide the dimension are dropped from it
+    (it stays replicated over them), so one rule table works for every model size and mesh; with
+    `move_dropped` (parameters) such an axis goes instead to the largest other unsharded dimension it
+    divides.
     """
     table = {}
     for name, axes in rules:
         table.setdefault(name, axes)
     used: set[str] = set()
+    dropped: list[str] = []
     spec = []
     for i, name in enumerate(names):
         if name is None:
@@ -62,12 +69,26 @@ def logical_to_spec(names: LogicalAxes, rules: Sequence[tuple[str, object]], mes
             if axis in used or axis not in mesh.shape:
                 continue
             n = mesh.shape[axis]
+            if n == 1:
+                continue  # a size-1 axis shards nothing; leaving it out keeps the dimension free
             if shape is not None and shape[i] % (size * n):
+                dropped.append(axis)
                 continue
             chosen.append(axis)
             size *= n
         used.update(chosen)
         spec.append(None if not chosen else chosen[0] if len(chosen) == 1 else tuple(chosen))
+    # A mesh axis its own dimension could not take moves to the largest other free dimension it divides
+    # (never a stacked-layers one), so e.g. width 1152 on a 256-way fsdp mesh still shards the matrix.
+    for axis in dropped:
+        if axis in used or shape is None or not move_dropped:
+            continue
+        n = mesh.shape[axis]
+        free = [j for j, name in enumerate(names) if spec[j] is None and name not in UNMOVABLE and shape[j] % n == 0]
+        if free:
+            j = max(free, key=lambda k: shape[k])
+            spec[j] = axis
+            used.add(axis)
     return PartitionSpec(*spec)
 
 
