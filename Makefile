@@ -14,9 +14,11 @@ $(STAMP): setup.py
 
 install: $(STAMP)
 
-# The whole suite on CPU with 8 fake devices (tests/conftest.py).
+# The whole suite on CPU with 8 fake devices per worker (tests/conftest.py). XLA compiles on one
+# thread, so TEST_JOBS workers (one test file each at a time) use the cores compile leaves idle.
+TEST_JOBS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile tests
 
 # Trains the tiny models on bundled data and writes pictures under demo_out/.
 demo: $(STAMP)

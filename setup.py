@@ -33,7 +33,7 @@ EXTRAS = {
     # Evaluation and weight conversion; torch is imported lazily and only here.
     "eval": ["scipy>=1.13", "safetensors>=0.4"],
 }
-EXTRAS["dev"] = sorted(set(EXTRAS["tfds"] + EXTRAS["audio"] + EXTRAS["video"] + ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6"]))
+EXTRAS["dev"] = sorted(set(EXTRAS["tfds"] + EXTRAS["audio"] + EXTRAS["video"] + ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "ruff>=0.6"]))
 
 setup(
     name="jaxmoda",

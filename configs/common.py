@@ -34,6 +34,7 @@ def get_common():
     c.total_steps = 1000
     c.batch_size = 32          # global batch, split over data*fsdp devices
     c.microbatches = 1         # gradient accumulation: the batch runs in this many sequential slices
+    c.scan_layers = True       # block stacks as lax.scan (fast compile); False unrolls them in the train step
     c.log_every = 10
     c.checkpoint_every = 500
     c.sample_every = 500

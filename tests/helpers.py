@@ -8,6 +8,9 @@ import sys
 
 from jaxmoda.config import apply_override, load_config_file, validate
 
+# XLA flags for test subprocesses: conftest's cheap-compile flags, one device.
+SUBPROCESS_XLA_FLAGS = os.environ.get("JAXMODA_TEST_XLA_FLAGS", "")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(ROOT, "configs", "dit", "tiny.py")
 
@@ -46,7 +49,7 @@ def override_args(**overrides) -> list[str]:
 def run_module(module: str, args: list[str], timeout: float = 300, env_extra: dict | None = None):
     """Runs `python -m module args` in a fresh process (one CPU device unless XLA_FLAGS says otherwise)."""
     env = dict(os.environ)
-    env["XLA_FLAGS"] = ""
+    env["XLA_FLAGS"] = SUBPROCESS_XLA_FLAGS
     env.update(env_extra or {})
     return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)

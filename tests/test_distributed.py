@@ -11,7 +11,7 @@ import sys
 import time
 
 from jaxmoda.train.loop import train
-from tests.helpers import ROOT, override_args, run_module, tiny_config
+from tests.helpers import ROOT, SUBPROCESS_XLA_FLAGS, override_args, run_module, tiny_config
 
 TIMEOUT = 240  # seconds for any group of processes; they are killed after it
 
@@ -23,7 +23,7 @@ def _free_port() -> int:
 
 
 def _start(workdir, count: int, port: int, **overrides) -> list[subprocess.Popen]:
-    env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+    env = dict(os.environ, XLA_FLAGS=SUBPROCESS_XLA_FLAGS, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
     return [subprocess.Popen(
         [sys.executable, "-m", "jaxmoda.train", "--config", "configs/dit/tiny.py", "--workdir", str(workdir),
          *override_args(**overrides), f"--config.distributed.coordinator_address=127.0.0.1:{port}",

@@ -74,7 +74,7 @@ def test_dit_forward_shapes_and_dtype():
     assert out.shape == (3, 16, 16, 3) and out.dtype == jnp.float32
 
 
-def test_remat_policy_does_not_change_values():
+def test_remat_policy_and_unrolled_layers_do_not_change_values():
     def make(remat):
         return build_model(lambda r: DiT(input_size=8, in_channels=1, patch_size=2, hidden=16, depth=2, num_heads=2,
                                          num_classes=2, remat=remat, rngs=r), seed=0)
@@ -84,8 +84,12 @@ def test_remat_policy_does_not_change_values():
         return jnp.sum(m(x, t, y) ** 2) + sum(jnp.sum(p ** 2) for p in jax.tree.leaves(nnx.state(m, nnx.Param)))
     g1 = jax.tree.leaves(nnx.grad(loss)(make("none")))
     g2 = jax.tree.leaves(nnx.grad(loss)(make("full")))
-    for a, b in zip(g1, g2):
+    from jaxmoda.nn.stack import layer_loop
+    with layer_loop(scan=False):  # config.scan_layers=False: the same stacked params, unrolled
+        g3 = jax.tree.leaves(nnx.grad(loss)(make("dots")))
+    for a, b, c in zip(g1, g2, g3):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-6)
 
 
 def test_attention_implementation_checks():

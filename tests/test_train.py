@@ -20,7 +20,7 @@ from jaxmoda.train.loop import TrainingDiverged, model_meta, train
 from jaxmoda.train.metrics import read_metrics
 from jaxmoda.train.state import abstract_train_state, make_optimizer
 from jaxmoda.train.setup import build_training
-from tests.helpers import ROOT, override_args, run_module, tiny_config
+from tests.helpers import ROOT, SUBPROCESS_XLA_FLAGS, override_args, run_module, tiny_config
 
 
 def _losses(workdir):
@@ -73,7 +73,7 @@ def test_resume_in_a_new_process_is_exact(tmp_path):
     # The second half runs in a fresh process on the same 8-device mesh.
     res = run_module("jaxmoda.train", ["--config", "configs/dit/tiny.py", "--workdir", str(split),
                                        *override_args(total_steps=6)],
-                     env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+                     env_extra={"XLA_FLAGS": f"{SUBPROCESS_XLA_FLAGS} --xla_force_host_platform_device_count=8"})
     assert res.returncode == 0, res.stderr[-2000:]
     a, b = _losses(str(straight)), _losses(str(split))
     assert sorted(b) == [1, 2, 3, 4, 5, 6]
@@ -116,7 +116,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_sigterm_saves_and_exits_zero(tmp_path):
     args = ["--config", "configs/dit/tiny.py", "--workdir", str(tmp_path), *override_args(total_steps=100000, checkpoint_every=100000)]
-    env = dict(os.environ, XLA_FLAGS="")
+    env = dict(os.environ, XLA_FLAGS=SUBPROCESS_XLA_FLAGS)
     proc = subprocess.Popen([sys.executable, "-m", "jaxmoda.train", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -163,3 +163,16 @@ def test_resume_forgets_metrics_of_steps_it_redoes(tmp_path):
     path.write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in range(1, 6)))
     MetricWriter(str(tmp_path), tensorboard=False, initial_step=3, progress_bar=False).close()
     assert [r["step"] for r in read_metrics(str(tmp_path))] == [1, 2, 3]
+
+
+def test_unrolled_layers_step_matches_the_scanned_step():
+    """config.scan_layers=False (layer loop unrolled in the train step) computes the same step."""
+    devices = jax.devices()[:1]
+    runs = [build_training(tiny_config(scan_layers=str(scan)), devices) for scan in (True, False)]
+    batch = runs[0].task.example_batch(8)
+    out = [r.step(r.state, r.global_batch(batch)) for r in runs]
+    assert abs(float(out[0][1]["loss"]) - float(out[1][1]["loss"])) < 1e-6
+    for a, b in zip(jax.tree.leaves(out[0][0].params), jax.tree.leaves(out[1][0].params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+    hlo = [r.step.lower(r.state, r.global_batch(batch)).as_text() for r in runs]
+    assert hlo[0].count("while") > hlo[1].count("while")  # the layer scan is gone when unrolled

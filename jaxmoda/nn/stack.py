@@ -39,6 +39,21 @@ def is_unrolled() -> bool:
     return _UNROLL.get()
 
 
+_SCAN_LAYERS = contextvars.ContextVar("jaxmoda_scan_layers", default=True)
+
+
+@contextlib.contextmanager
+def layer_loop(scan: bool) -> Iterator[None]:
+    """Traces block stacks as a scan (compile time flat in depth) or unrolled (`scan=False`: XLA sees
+    every layer and may overlap one layer's collectives with another's compute; compiles longer).
+    Parameters stay stacked either way, so checkpoints do not change. Config key `scan_layers`."""
+    token = _SCAN_LAYERS.set(scan)
+    try:
+        yield
+    finally:
+        _SCAN_LAYERS.reset(token)
+
+
 class BlockStack(nnx.Module):
     """`depth` copies of `make_block(rngs)` with stacked parameters; call(x, *args) scans over them."""
 
@@ -64,5 +79,6 @@ class BlockStack(nnx.Module):
 
         if self.remat != "none":
             body = jax.checkpoint(body, policy=REMAT_POLICIES[self.remat], prevent_cse=False)
-        x, _ = jax.lax.scan(body, x, state, unroll=self.depth if _UNROLL.get() else 1)
+        unroll = _UNROLL.get() or not _SCAN_LAYERS.get()
+        x, _ = jax.lax.scan(body, x, state, unroll=self.depth if unroll else 1)
         return x

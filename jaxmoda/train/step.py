@@ -17,7 +17,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxmoda import parallel
 from jaxmoda.nn import logical
 from jaxmoda.nn.logical import axis_rules
-from jaxmoda.nn.stack import is_unrolled
+from jaxmoda.nn.stack import is_unrolled, layer_loop
 from jaxmoda.train.state import TrainState
 
 # loss(model, batch, rng, step) -> (scalar loss, scalar metrics); `step` (int32 []) lets a task
@@ -98,9 +98,16 @@ def make_train_step(loss_fn: LossFn, graphdef: Any, tx: optax.GradientTransforma
 
 
 def train_step_from_config(task, graphdef: Any, tx: optax.GradientTransformation, schedule: Callable, config):
-    """`make_train_step` with the EMA and microbatch settings of a training config."""
-    return make_train_step(task.loss, graphdef, tx, schedule, ema_decay=config.ema_decay,
+    """`make_train_step` with the EMA, microbatch and layer-loop settings of a training config."""
+    step = make_train_step(task.loss, graphdef, tx, schedule, ema_decay=config.ema_decay,
                            ema_warmup=config.ema_warmup, microbatches=config.get("microbatches", 1))
+    if config.get("scan_layers", True):
+        return step
+
+    def unrolled_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        with layer_loop(scan=False):
+            return step(state, batch)
+    return unrolled_step
 
 
 def make_eval_step(loss_fn: LossFn, graphdef: Any, use_ema: bool = True) -> Callable[[TrainState, dict, jax.Array], dict]:
