@@ -1,5 +1,7 @@
 """python -m jaxmoda.bench --config configs/dit/s2.py [--steps 10] [--flops-only] [--config.key=value ...]
 python -m jaxmoda.bench --sample-workdir RUN [--num 64]     (images/s of a trained run's sampler)
+python -m jaxmoda.bench --all [--suite tiny|paper] [--out FILE.json] [--peak-tflops P]
+                                                          (every figure, one JSON file: jaxmoda.bench_suite)
 
 Times the jitted train step of a config on synthetic batches and prints one JSON line:
   step_time_s         median wall time of one step (after compilation and warm-up)
@@ -76,7 +78,7 @@ def run(config, steps: int, warmup: int, matmul_n: int, peak_tflops: float) -> d
     analytic = 3.0 * task.forward_flops_per_example() * config.batch_size if hasattr(task, "forward_flops_per_example") else 0.0
     for _ in range(warmup):
         state, m = step(state, batch)
-    jax.block_until_ready(m)
+        jax.block_until_ready(m)
     times = []
     for _ in range(steps):
         t = time.perf_counter()
@@ -238,12 +240,29 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--peak-tflops", type=float, default=0.0, help="hardware peak for an MFU figure")
     parser.add_argument("--sample-workdir", default="", help="time the full sampler of a trained run instead")
     parser.add_argument("--num", type=int, default=64, help="images per sampler call (--sample-workdir)")
+    parser.add_argument("--all", action="store_true", help="run the benchmark suite and write one JSON file")
+    parser.add_argument("--suite", default="", choices=["", "tiny", "paper"],
+                        help="--all: tiny configs (default on CPU) or the papers' sizes (default on accelerators)")
+    parser.add_argument("--out", default="", help="--all: output file (default bench_<backend>_<date>.json)")
+    parser.add_argument("--sample-batch", type=int, default=16, help="--all: sampler batch")
     parser.add_argument("--flops-only", action="store_true",
                         help="count train/sampler-step FLOPs and state bytes on abstract shapes (any size, no run)")
     args = parser.parse_args(rest)
     logging.basicConfig(level=logging.WARNING)
     if args.attention_check:
         print(json.dumps(attention_check()), flush=True)
+        return 0
+    if args.all:
+        import jax
+
+        from jaxmoda.bench_suite import run_suite, write_report
+        suite = args.suite or ("tiny" if jax.default_backend() == "cpu" else "paper")
+        report = run_suite(suite, steps=args.steps, warmup=args.warmup, matmul_n=args.matmul_n,
+                           peak_tflops=args.peak_tflops, sample_batch=args.sample_batch, overrides=overrides)
+        out = args.out or f"bench_{report['backend']}_{report['date']}.json"
+        write_report(report, out)
+        print(json.dumps({"out": out, "configs": [c["config_file"] for c in report["configs"]],
+                          "errors": [c["config_file"] for c in report["configs"] if "error" in c]}), flush=True)
         return 0
     if args.sample_workdir:
         print(json.dumps(sample_throughput(args.sample_workdir, args.num)), flush=True)

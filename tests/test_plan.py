@@ -40,3 +40,19 @@ def test_cli_compiles_the_step_and_reports_memory_flops_and_time(capsys):
 def test_bad_meshes_are_one_clear_error(mesh, needle):
     with pytest.raises(ConfigError, match=needle):
         plan_cli.main(["--config", TINY, "--mesh", mesh, *override_args()])
+
+
+def test_bench_all_writes_one_json_with_every_figure(tmp_path, monkeypatch):
+    from jaxmoda import bench, bench_suite
+    monkeypatch.setitem(bench_suite.SUITES, "tiny", [TINY, "configs/does/not_exist.py"])
+    out = tmp_path / "bench.json"
+    assert bench.main(["--all", "--steps", "1", "--warmup", "0", "--matmul-n", "256", "--sample-batch", "2",
+                       "--out", str(out), *override_args()]) == 0
+    r = json.load(open(out))
+    assert r["backend"] == "cpu" and r["matmul_flops_per_s"]["float32"] > 0 and r["commit"]
+    good, bad = r["configs"]
+    t = good["train"]
+    assert t["step_time_s"] > 0 and t["flops_per_step"] > 0 and 0 < t["matmul_ratio"] < 10
+    assert good["state_bytes_per_device"]["state"] > 0
+    assert good["sampling"]["sampler"] == "images_per_s" and good["sampling"]["images_per_s"] > 0
+    assert "error" in bad and "not_exist" in bad["error"]  # reported, and the suite went on
