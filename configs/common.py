@@ -64,6 +64,7 @@ def get_common():
         "grad_clip": 1.0,             # global-norm clip; 0 disables
     })
     c.ema_decay = 0.9999
+    c.ema_memory_kind = "device"     # "pinned_host": the EMA copy lives in host memory (frees device memory)
     c.ema_warmup = True              # decay = min(ema_decay, (1+step)/(10+step)): useful on short runs
 
     c.num_samples = 16               # sample grid size during training

@@ -85,7 +85,8 @@ def plan(config, devices, *, compile_step: bool = True, count_flops: bool = True
     mesh, rules = parallel.make_mesh(config, devices), parallel.rules_of(config)
     task = get_task(config)
     tx, schedule = make_optimizer(config.optimizer)
-    abstract, shardings, graphdef = abstract_train_state(task.build_model, tx, mesh, rules)
+    ema_kind = config.get("ema_memory_kind", "device")
+    abstract, shardings, graphdef = abstract_train_state(task.build_model, tx, mesh, rules, ema_memory_kind=ema_kind)
     batch_np = task.example_batch(config.batch_size)
     batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=parallel.batch_sharding(mesh, rules, v.ndim))
              for k, v in batch_np.items()}
@@ -96,7 +97,7 @@ def plan(config, devices, *, compile_step: bool = True, count_flops: bool = True
         "device_kind": devices[0].device_kind, "mesh": dict(mesh.shape), "batch_size": config.batch_size,
         "per_device_bytes": {"params": _shard_bytes(abstract.params), "optimizer": _shard_bytes(abstract.opt_state),
                              "ema": _shard_bytes(abstract.ema), "state": _shard_bytes(abstract)},
-        "state_bytes_total": state_total,
+        "state_bytes_total": state_total, "ema_memory_kind": ema_kind,
     }
     report["state_per_device_over_even_split"] = report["per_device_bytes"]["state"] / (state_total / n)
 
@@ -138,7 +139,7 @@ def format_report(r: dict) -> str:
              "per device:",
              f"  params     {_gib(b['params'])}",
              f"  optimizer  {_gib(b['optimizer'])}",
-             f"  EMA        {_gib(b['ema'])}",
+             f"  EMA        {_gib(b['ema'])}" + ("   (in host memory)" if r.get("ema_memory_kind") == "pinned_host" else ""),
              f"  state      {_gib(b['state'])}   ({r['state_per_device_over_even_split']:.3f} x total/{r['devices']})"]
     m = r.get("compiled_memory_per_device")
     if m:

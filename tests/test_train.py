@@ -14,6 +14,7 @@ import pytest
 
 from jaxmoda import parallel
 from jaxmoda.config import apply_override
+from jaxmoda.errors import ConfigError
 from jaxmoda.tasks import get_task
 from jaxmoda.train.checkpoint import Checkpointer
 from jaxmoda.train.loop import TrainingDiverged, model_meta, train
@@ -176,3 +177,29 @@ def test_unrolled_layers_step_matches_the_scanned_step():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
     hlo = [r.step.lower(r.state, r.global_batch(batch)).as_text() for r in runs]
     assert hlo[0].count("while") > hlo[1].count("while")  # the layer scan is gone when unrolled
+
+
+def test_host_offloaded_ema_trains_saves_and_resumes_like_the_device_ema(tmp_path):
+    """config.ema_memory_kind='pinned_host': the EMA lives in host memory; losses and EMA are unchanged."""
+    from jaxmoda.train.sampling import load_for_sampling
+    runs = {}
+    for kind in ("device", "pinned_host"):
+        run = build_training(tiny_config(ema_memory_kind=kind), jax.devices()[:2])
+        state, batch = run.state, run.global_batch(run.task.example_batch(8))
+        for _ in range(2):
+            state, m = run.step(state, batch)
+        runs[kind] = (state, float(m["loss"]))
+    host = runs["pinned_host"][0]
+    assert all(x.sharding.memory_kind == "pinned_host" for x in jax.tree.leaves(host.ema))
+    assert all(x.sharding.memory_kind == "device" for x in jax.tree.leaves(host.params))
+    assert runs["device"][1] == pytest.approx(runs["pinned_host"][1], abs=1e-7)
+    for a, b in zip(jax.tree.leaves(runs["device"][0].ema), jax.tree.leaves(host.ema)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-7)
+    # The whole loop: checkpoint, resume, samples and export from host memory.
+    cfg = dict(ema_memory_kind="pinned_host", num_samples="2", sample_every="3", total_steps="3", checkpoint_every="3")
+    train(tiny_config(**cfg), str(tmp_path))
+    assert train(tiny_config(**dict(cfg, total_steps="4")), str(tmp_path))["start_step"] == 3
+    assert os.path.exists(tmp_path / "samples" / "step_000003.png")
+    load_for_sampling(str(tmp_path))
+    with pytest.raises(ConfigError, match="ema_memory_kind='gpu_host' is unknown"):
+        build_training(tiny_config(ema_memory_kind="gpu_host"), jax.devices()[:1])

@@ -26,7 +26,7 @@ from jaxmoda.tasks import get_task
 from jaxmoda.train.checkpoint import Checkpointer, export_params, param_signature
 from jaxmoda.train.metrics import MetricWriter
 from jaxmoda.train.setup import build_training
-from jaxmoda.train.state import param_count
+from jaxmoda.train.state import param_count, to_device_memory
 
 log = logging.getLogger("jaxmoda")
 
@@ -150,7 +150,7 @@ def make_sampler(task, graphdef, mesh, rules, num: int):
 
     def run(ema, rng):
         with axis_rules(mesh, rules):
-            return fn(ema, rng)
+            return fn(to_device_memory(ema), rng)
 
     return run
 

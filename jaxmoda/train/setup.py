@@ -12,7 +12,7 @@ from jax.sharding import Mesh
 from jaxmoda import parallel
 from jaxmoda.config import ConfigDict
 from jaxmoda.tasks import get_task
-from jaxmoda.train.state import TrainState, create_train_state, make_optimizer
+from jaxmoda.train.state import TrainState, check_ema_memory_kind, create_train_state, make_optimizer
 from jaxmoda.train.step import ShardedStep, train_step_from_config
 
 
@@ -40,7 +40,9 @@ def build_training(config: ConfigDict, devices: Sequence[jax.Device] | None = No
     rules = parallel.rules_of(config)
     task = task or get_task(config)
     tx, schedule = make_optimizer(config.optimizer)
-    state, shardings, graphdef = create_train_state(task.build_model, tx, mesh, rules, config.seed)
+    ema_kind = config.get("ema_memory_kind", "device")
+    check_ema_memory_kind(ema_kind, mesh)
+    state, shardings, graphdef = create_train_state(task.build_model, tx, mesh, rules, config.seed, ema_kind)
     step = ShardedStep(train_step_from_config(task, graphdef, tx, schedule, config), mesh, rules, shardings,
                        task.example_batch(config.batch_size), donate=donate)
     return Training(config, mesh, rules, task, tx, schedule, state, shardings, graphdef, step)

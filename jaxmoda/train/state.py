@@ -91,7 +91,7 @@ def _suffix_shardings(tree: Any, param_shardings: Any, param_shapes: Any, defaul
 
 
 def create_train_state(build: Callable[[nnx.Rngs], nnx.Module], tx: optax.GradientTransformation,
-                       mesh: Mesh, rules, seed: int) -> tuple[TrainState, TrainState, Any]:
+                       mesh: Mesh, rules, seed: int, ema_memory_kind: str = "device") -> tuple[TrainState, TrainState, Any]:
     """Initialises the TrainState directly sharded on `mesh` (one jitted init, no host copy).
 
     Returns (state, state_shardings, graphdef).
@@ -108,7 +108,7 @@ def create_train_state(build: Callable[[nnx.Rngs], nnx.Module], tx: optax.Gradie
 
     with nnx.use_eager_sharding(False):
         abstract = jax.eval_shape(init)
-    shardings = state_shardings_for(abstract, param_sh, param_shapes, mesh)
+    shardings = state_shardings_for(abstract, param_sh, param_shapes, mesh, ema_memory_kind)
     with nnx.use_eager_sharding(False):
         state = jax.jit(init, out_shardings=shardings).lower().compile(compiler_options=_init_compiler_options())()
     return state, shardings, graphdef
@@ -122,15 +122,43 @@ def _init_compiler_options() -> dict:
     return {}
 
 
-def state_shardings_for(abstract: TrainState, param_sh: Any, param_shapes: Any, mesh: Mesh) -> TrainState:
+EMA_MEMORY_KINDS = ("device", "pinned_host")
+
+
+def check_ema_memory_kind(kind: str, mesh: Mesh) -> None:
+    if kind not in EMA_MEMORY_KINDS:
+        raise ConfigError(f"config.ema_memory_kind={kind!r} is unknown; use {' or '.join(EMA_MEMORY_KINDS)}")
+    device = mesh.devices.flat[0]
+    kinds = {m.kind for m in device.addressable_memories()}
+    if kind not in kinds:
+        raise ConfigError(f"config.ema_memory_kind={kind!r}: {device.platform} devices offer {sorted(kinds)}; "
+                          "use 'device'")
+
+
+def to_device_memory(tree: Any) -> Any:
+    """Arrays (or shardings) in another memory space (the host-offloaded EMA) brought to device memory."""
+    def one(x):
+        if isinstance(x, NamedSharding):
+            return x.with_memory_kind("device") if x.memory_kind not in (None, "device") else x
+        kind = getattr(getattr(x, "sharding", None), "memory_kind", None)
+        return jax.device_put(x, x.sharding.with_memory_kind("device")) if kind not in (None, "device") else x
+    return jax.tree.map(one, tree)
+
+
+def state_shardings_for(abstract: TrainState, param_sh: Any, param_shapes: Any, mesh: Mesh,
+                        ema_memory_kind: str = "device") -> TrainState:
+    """Shardings of the TrainState: optimizer moments follow their params; `ema_memory_kind='pinned_host'`
+    keeps the EMA copy in host memory (read and written once per step; frees its device memory)."""
     rep = NamedSharding(mesh, PartitionSpec())
+    ema = param_sh if ema_memory_kind == "device" else jax.tree.map(lambda s: s.with_memory_kind(ema_memory_kind), param_sh)
     return TrainState(
         step=rep, params=param_sh,
         opt_state=_suffix_shardings(abstract.opt_state, param_sh, param_shapes, rep),
-        ema=param_sh, rng=rep)
+        ema=ema, rng=rep)
 
 
-def abstract_train_state(build, tx, mesh: Mesh, rules, seed: int = 0) -> tuple[TrainState, TrainState, Any]:
+def abstract_train_state(build, tx, mesh: Mesh, rules, seed: int = 0,
+                         ema_memory_kind: str = "device") -> tuple[TrainState, TrainState, Any]:
     """Shape/dtype/sharding tree of the TrainState (for restoring onto a mesh and for AOT compiles)."""
     graphdef, abstract_params = abstract_model(build)
     param_sh = parallel.state_shardings(abstract_params, mesh, rules)
@@ -142,7 +170,7 @@ def abstract_train_state(build, tx, mesh: Mesh, rules, seed: int = 0) -> tuple[T
                           ema=params, rng=jax.random.key_data(jax.random.key(seed)))
 
     abstract = jax.eval_shape(init)
-    shardings = state_shardings_for(abstract, param_sh, param_shapes, mesh)
+    shardings = state_shardings_for(abstract, param_sh, param_shapes, mesh, ema_memory_kind)
     abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
     return abstract, shardings, graphdef
 

@@ -18,7 +18,7 @@ from jaxmoda import parallel
 from jaxmoda.nn import logical
 from jaxmoda.nn.logical import axis_rules
 from jaxmoda.nn.stack import is_unrolled, layer_loop
-from jaxmoda.train.state import TrainState
+from jaxmoda.train.state import TrainState, to_device_memory
 
 # loss(model, batch, rng, step) -> (scalar loss, scalar metrics); `step` (int32 []) lets a task
 # schedule terms (e.g. a discriminator that starts at some step) inside the one jitted step.
@@ -129,6 +129,13 @@ class ShardedStep:
         self.mesh, self.rules = mesh, rules
         batch_sh = {k: parallel.batch_sharding(mesh, rules, len(v.shape)) for k, v in batch_example.items()}
         rep = NamedSharding(mesh, PartitionSpec())
+        ema_device = to_device_memory(state_shardings.ema)
+        if ema_device != state_shardings.ema:  # host-offloaded EMA: in to device memory, out back to the host
+            inner = fn
+
+            def fn(state, batch):
+                ema = jax.tree.map(jax.device_put, state.ema, ema_device)
+                return inner(state.replace(ema=ema), batch)
         self.jitted = jax.jit(fn, in_shardings=(state_shardings, batch_sh), out_shardings=(state_shardings, rep),
                               donate_argnums=(0,) if donate else ())
 
