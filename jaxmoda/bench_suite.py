@@ -94,7 +94,7 @@ def _git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
                               cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))).stdout.strip()
-    except OSError:
+    except (OSError, subprocess.SubprocessError):
         return ""
 
 

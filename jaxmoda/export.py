@@ -15,7 +15,8 @@ What is exported, per kind of run:
   moda     one motion window [b, W, 70] (de-normalised, the 70-d layout) for a previous frame [b, 70],
            audio features [b, W, L, C], canonical keypoints [b, 63] and emotion labels [b]; long clips
            are windows chained by the caller (as jaxmoda.moda.generate does)
-Sampler settings (steps, guidance scales) are those of the run's config, fixed at export time.
+Sampler settings (steps, guidance scales) are those of the run's config, fixed at export time; attention
+is traced with XLA's own implementation (the same parameters; no cuDNN or splash kernel in the file).
 """
 
 from __future__ import annotations
@@ -87,6 +88,23 @@ def _kind_function(task, graphdef) -> tuple[Callable, list[tuple[str, tuple, str
     raise ConfigError(f"runs of kind {kind!r} have no serving export yet; export supports dit, d2it and moda runs")
 
 
+def _check_out(out: str, workdir: str) -> None:
+    """The output folder is replaced: refuse anything but an empty folder or an earlier export."""
+    if workdir == out or workdir.startswith(out + os.sep):
+        raise ConfigError(f"--out {out} contains the run {workdir}; pass a folder outside it")
+    if os.path.isdir(out) and os.listdir(out):
+        meta = os.path.join(out, "meta.json")
+        try:
+            with open(meta) as f:
+                ok = json.load(f).get("format") is not None and os.path.isfile(os.path.join(out, "sample.jaxexport"))
+        except (OSError, ValueError):
+            ok = False
+        if not ok:
+            raise ConfigError(f"--out {out} exists and is not an earlier export; pass a new or empty folder")
+    elif os.path.exists(out) and not os.path.isdir(out):
+        raise ConfigError(f"--out {out} is a file; pass a folder")
+
+
 def export_run(workdir: str, out: str, *, step: int | None = None, platforms: tuple[str, ...] = ()) -> dict:
     """Writes EXPORT_DIR (see the module docstring) atomically; returns its meta."""
     import jax
@@ -95,7 +113,9 @@ def export_run(workdir: str, out: str, *, step: int | None = None, platforms: tu
 
     from jaxmoda.train.sampling import load_for_sampling
 
-    task, graphdef, ema, _, _ = load_for_sampling(workdir, step=step, mesh_devices=jax.devices()[:1])
+    out = os.path.abspath(out)
+    _check_out(out, os.path.abspath(workdir))
+    task, graphdef, ema, _, _ = load_for_sampling(workdir, step=step, mesh_devices=jax.devices()[:1], portable=True)
     params = jax.device_get(ema)
     f, specs, outputs, settings, extra = _kind_function(task, graphdef)
     leaves, treedef = jax.tree.flatten(params)
@@ -109,6 +129,7 @@ def export_run(workdir: str, out: str, *, step: int | None = None, platforms: tu
         return f(p, e, key, *inputs)
 
     all_leaves = [np.asarray(x) for x in leaves + extra_leaves]
+    dtypes = [x.dtype.name for x in all_leaves]  # .npz keeps no bfloat16: stored as raw bits, viewed back
     (b,) = jax_export.symbolic_shape("b")
     arg_specs = [[jax.ShapeDtypeStruct(x.shape, x.dtype) for x in all_leaves],
                  jax.ShapeDtypeStruct((2,), np.uint32)]
@@ -119,6 +140,7 @@ def export_run(workdir: str, out: str, *, step: int | None = None, platforms: tu
     meta = {"format": FORMAT_VERSION, "kind": task.config.model.name, "workdir": os.path.abspath(workdir),
             "inputs": [{"name": name, "shape": list(shape), "dtype": dtype} for name, shape, dtype in specs],
             "outputs": outputs, "num_params": int(sum(x.size for x in leaves)), "num_arrays": len(all_leaves),
+            "dtypes": dtypes,
             "platforms": list(exported.platforms), "settings": settings, "jax_version": jax.__version__}
     parent = os.path.dirname(os.path.abspath(out)) or "."
     os.makedirs(parent, exist_ok=True)
@@ -126,7 +148,9 @@ def export_run(workdir: str, out: str, *, step: int | None = None, platforms: tu
     try:
         with open(os.path.join(tmp, "sample.jaxexport"), "wb") as fh:
             fh.write(exported.serialize())
-        np.savez(os.path.join(tmp, "params.npz"), *all_leaves)
+        np.savez(os.path.join(tmp, "params.npz"),
+                 *[x.view(f"uint{8 * x.dtype.itemsize}") if x.dtype.kind == "V" or x.dtype.name == "bfloat16" else x
+                   for x in all_leaves])
         with open(os.path.join(tmp, "meta.json"), "w") as fh:
             json.dump(meta, fh, indent=2)
         if os.path.isdir(out):

@@ -77,6 +77,17 @@ def wait_for_coordinator(address: str, timeout_s: float) -> None:
             time.sleep(0.5)
 
 
+def check_batch_layout(config: ConfigDict) -> None:
+    """Multi-process runs: each process feeds its own batch rows, so a process must hold whole `tensor`
+    groups (a tensor axis spanning processes would make them replicas fed different rows)."""
+    if jax.process_count() == 1:
+        return
+    tensor = mesh_shape(config, jax.device_count())["tensor"]
+    if jax.local_device_count() % tensor:
+        raise ConfigError(f"config.mesh.tensor={tensor} spans processes ({jax.local_device_count()} devices each); "
+                          "use a tensor axis that divides the devices of one process, or one process per node")
+
+
 def make_mesh(config: ConfigDict, devices: Sequence[jax.Device] | None = None) -> Mesh:
     """Builds the (data, fsdp, tensor) mesh from `config.mesh`, Auto axis types."""
     devices = list(devices) if devices is not None else jax.devices()

@@ -100,11 +100,14 @@ def plan(config, devices, *, compile_step: bool = True, count_flops: bool = True
         "state_bytes_total": state_total, "ema_memory_kind": ema_kind,
     }
     report["state_per_device_over_even_split"] = report["per_device_bytes"]["state"] / (state_total / n)
+    on_host = report["per_device_bytes"]["ema"] if ema_kind != "device" else 0
+    report["per_device_bytes"]["device_state"] = report["per_device_bytes"]["state"] - on_host
 
     def make_step():
         return ShardedStep(train_step_from_config(task, graphdef, tx, schedule, config), mesh, rules, shardings,
                            batch_np, donate=True)
 
+    compiled = None
     if compile_step:
         compiled = make_step().lower(abstract, batch).compile()
         mem = compiled.memory_analysis()
@@ -119,9 +122,12 @@ def plan(config, devices, *, compile_step: bool = True, count_flops: bool = True
     if count_flops:
         with unrolled():
             flops = compiled_flops(make_step().lower(abstract, batch))
+        if not flops and compiled is not None:  # backends without pre-compile cost analysis (PJRT plugins)
+            flops = compiled_flops(compiled) * n  # the compiled program is one device's; scans counted once
+            report["flops_source"] = "compiled per-device program x devices (layer scans counted once)"
         report["flops_per_step"] = flops
         report["flops_per_device_per_step"] = flops / n
-        if peak_tflops > 0:
+        if peak_tflops > 0 and flops > 0:
             report["peak_tflops"], report["mfu"] = peak_tflops, mfu
             report["est_step_time_s"] = flops / (n * peak_tflops * 1e12 * mfu)
             report["est_examples_per_s"] = config.batch_size / report["est_step_time_s"]

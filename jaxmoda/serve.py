@@ -81,4 +81,5 @@ def load(directory: str) -> Served:
                           "re-export with --platforms including it")
     with np.load(paths["params.npz"]) as z:
         params = [z[f"arr_{i}"] for i in range(meta["num_arrays"])]
+    params = [p.view(jnp.dtype(d)) if p.dtype != jnp.dtype(d) else p for p, d in zip(params, meta["dtypes"])]
     return Served(exported, params, meta)

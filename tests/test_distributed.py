@@ -23,7 +23,9 @@ def _free_port() -> int:
 
 
 def _start(workdir, count: int, port: int, **overrides) -> list[subprocess.Popen]:
-    env = dict(os.environ, XLA_FLAGS=SUBPROCESS_XLA_FLAGS, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+    # No shared compilation cache: the processes would write the same entries at once.
+    env = dict(os.environ, XLA_FLAGS=SUBPROCESS_XLA_FLAGS, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT,
+               JAX_COMPILATION_CACHE_DIR="")
     return [subprocess.Popen(
         [sys.executable, "-m", "jaxmoda.train", "--config", "configs/dit/tiny.py", "--workdir", str(workdir),
          *override_args(**overrides), f"--config.distributed.coordinator_address=127.0.0.1:{port}",
@@ -75,7 +77,7 @@ def test_two_and_four_processes_match_one_and_a_preempted_pair_resumes(tmp_path)
     saved = sorted(int(s) for s in os.listdir(pair / "checkpoints") if s.isdigit())
     assert len(saved) == 1, saved
     stop = saved[0]
-    assert all(f"saved checkpoint at step {stop}" in e for e in errs[:1]), errs[0][-2000:]
+    assert f"saved checkpoint at step {stop}" in errs[0], errs[0][-2000:]  # process 0 logs
 
     _finish(_start(pair, 2, _free_port(), total_steps=stop + 2, checkpoint_every=100000))
     resumed = _losses(pair)

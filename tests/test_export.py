@@ -13,6 +13,7 @@ import pytest
 from flax import nnx
 
 from jaxmoda import export, serve
+from jaxmoda.errors import ConfigError
 from jaxmoda.train.loop import train
 from jaxmoda.train.sampling import load_for_sampling
 from tests.helpers import ROOT, tiny_config
@@ -29,9 +30,18 @@ def in_process(workdir, fn):
 
 def test_dit_export_round_trip_any_batch_and_bad_inputs(tmp_path):
     run, out = tmp_path / "run", tmp_path / "export"
-    train(tiny_config(total_steps=2, checkpoint_every=2), str(run))
+    train(tiny_config(total_steps=2, checkpoint_every=2, model__param_dtype="bfloat16"), str(run))
     assert export.main(["--workdir", str(run), "--out", str(out)]) == 0
+    assert export.main(["--workdir", str(run), "--out", str(out)]) == 0  # an earlier export is replaced
+    for bad in (run, tmp_path):  # the run itself, a folder holding it
+        with pytest.raises(ConfigError, match="contains the run"):
+            export.main(["--workdir", str(run), "--out", str(bad)])
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="not an earlier export"):
+        export.main(["--workdir", str(run), "--out", str(tmp_path / "other")])
     meta = json.load(open(out / "meta.json"))
+    assert "bfloat16" in meta["dtypes"]
     assert meta["kind"] == "dit" and meta["inputs"] == [{"name": "labels", "shape": ["b"], "dtype": "int32"}]
     served = serve.load(str(out))
     want = in_process(run, lambda task, model, key, labels: task.sample(model, key, labels.shape[0], labels=labels))

@@ -45,7 +45,7 @@ class BlockShard(grain.MapDataset):
     def __init__(self, parent: grain.MapDataset, block: int, index: int, count: int):
         super().__init__(parent)
         self._block, self._index, self._count = block, index, count
-        self._length = len(parent) // count
+        self._length = (len(parent) // (block * count)) * block  # whole global batches only
 
     def __len__(self) -> int:
         return self._length

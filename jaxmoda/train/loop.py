@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import signal
+import tempfile
 import time
 from typing import Any
 
@@ -43,27 +44,34 @@ def prepare_workdir(workdir: str) -> str:
     workdir = os.path.abspath(workdir)
     try:
         os.makedirs(workdir, exist_ok=True)
-        probe = os.path.join(workdir, f".write_test_{os.getpid()}")
-        with open(probe, "w") as f:
-            f.write("ok")
+        fd, probe = tempfile.mkstemp(prefix=".write_test_", dir=workdir)  # unique across hosts sharing it
+        os.close(fd)
         os.remove(probe)
     except OSError as e:
         raise WorkdirError(f"workdir {workdir} is not writable ({e.strerror or e}); pass a --workdir you can write to") from None
     return workdir
 
 
+def saved_steps(workdir: str) -> list[int]:
+    """Steps of the finished checkpoints in WORKDIR/checkpoints (Orbax's temporary folders excluded)."""
+    folder = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(folder):
+        return []
+    return sorted(int(name) for name in os.listdir(folder) if name.isdigit())
+
+
 def check_workdir_config(workdir: str, config: ConfigDict) -> None:
     """Refuses, before any compile, a workdir whose config.json describes a different model."""
     path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(path):
-        return
+    if not os.path.isfile(path) or not saved_steps(workdir):
+        return  # nothing to resume: a new config may take the folder
     try:
         with open(path) as f:
             saved = json.load(f).get("model", {})
     except (OSError, ValueError):
         return  # unreadable: the checkpoint's own metadata decides
     saved, now = _architecture(saved), _architecture(json.loads(to_json(config)).get("model", {}))
-    differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    differ = sorted(k for k in set(saved) & set(now) if saved[k] != now[k])  # keys added later keep defaults
     if differ:
         k = differ[0]
         raise WorkdirError(
@@ -124,7 +132,9 @@ class _StopFlag:
                 from jax.experimental import multihost_utils
                 self._sync = multihost_utils.reached_preemption_sync_point
                 return
-            log.warning("jax_enable_preemption_service is off: SIGTERM stops only the host that receives it")
+            log.warning("jax_enable_preemption_service is off: SIGTERM ends the processes without a checkpoint; "
+                        "restarts resume from the last periodic one")
+            return  # one host saving alone would wait at Orbax's barrier for hosts that never come
         try:
             self._previous = signal.signal(signal.SIGTERM, self._handler)
         except ValueError:  # not the main thread (e.g. called from a test thread): no handler
@@ -182,42 +192,49 @@ def train(config: ConfigDict, workdir: str) -> dict:
     check_workdir_config(workdir, config)
     parallel.maybe_initialize_distributed(config)
     validate(config, num_devices=jax.device_count())
-    task = get_task(config)
-    primary = jax.process_index() == 0
+    parallel.check_batch_layout(config)
+    # Join the preemption service before the long compile and restore: a SIGTERM then is not lost.
+    stop = _StopFlag()
+    stop.install()
+    stop.reached(saved_steps(workdir)[-1] if saved_steps(workdir) else 0)
+    try:  # set-up; the handler is removed again if it fails
+        task = get_task(config)
+        primary = jax.process_index() == 0
 
-    try:
-        data_iter = task.data_iterator(jax.process_index(), jax.process_count())
-    except JaxmodaError:
+        try:
+            data_iter = task.data_iterator(jax.process_index(), jax.process_count())
+        except JaxmodaError:
+            raise
+        except (ValueError, OSError) as e:
+            raise DataError(str(e).splitlines()[0]) from None
+
+        run = build_training(config, task=task)
+        state, mesh, rules, graphdef, step_fn = run.state, run.mesh, run.rules, run.graphdef, run.step
+        meta = model_meta(config, state.params, state.opt_state)
+        if primary:
+            log.info("model %s: %s parameters; mesh %s; %.0f%% of parameter bytes replicated",
+                     config.model.name, f"{param_count(state.params):,}", dict(mesh.shape),
+                     100 * parallel.fraction_replicated(state.params))
+
+        ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints,
+                            async_save=config.async_checkpointing)
+        latest = ckpt.latest_step()
+        if latest is not None:
+            abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+            state = ckpt.restore(latest, abstract, data_iter, meta)
+            log.info("resumed from %s/checkpoints/%d", workdir, latest)
+        if primary:  # only once the checkpoint is known to match: a refused run leaves the folder as it was
+            _write_atomic(os.path.join(workdir, "config.json"), to_json(config))
+
+        sampler = make_sampler(task, graphdef, mesh, rules, config.num_samples) if config.num_samples > 0 else None
+    except BaseException:
+        stop.uninstall()
         raise
-    except (ValueError, OSError) as e:
-        raise DataError(str(e).splitlines()[0]) from None
-
-    run = build_training(config, task=task)
-    state, mesh, rules, graphdef, step_fn = run.state, run.mesh, run.rules, run.graphdef, run.step
-    meta = model_meta(config, state.params, state.opt_state)
-    if primary:
-        log.info("model %s: %s parameters; mesh %s; %.0f%% of parameter bytes replicated",
-                 config.model.name, f"{param_count(state.params):,}", dict(mesh.shape),
-                 100 * parallel.fraction_replicated(state.params))
-
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints,
-                        async_save=config.async_checkpointing)
-    latest = ckpt.latest_step()
-    if latest is not None:
-        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
-        state = ckpt.restore(latest, abstract, data_iter, meta)
-        log.info("resumed from %s/checkpoints/%d", workdir, latest)
-    if primary:  # only once the checkpoint is known to match: a refused run leaves the folder as it was
-        _write_atomic(os.path.join(workdir, "config.json"), to_json(config))
-
-    sampler = make_sampler(task, graphdef, mesh, rules, config.num_samples) if config.num_samples > 0 else None
 
     step = int(jax.device_get(state.step))
     total = config.total_steps
     writer = MetricWriter(workdir, tensorboard=config.tensorboard and primary, total_steps=total, initial_step=step,
                           progress_bar=config.progress_bar)
-    stop = _StopFlag()
-    stop.install()
     last_saved = latest
     pending: list[tuple[int, dict]] = []   # device metrics not yet read (read one step late)
     window: list[dict] = []

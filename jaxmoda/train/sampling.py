@@ -24,10 +24,25 @@ def read_run_config(workdir: str):
         return from_json(f.read())
 
 
-def load_for_sampling(workdir: str, *, step: int | None = None, mesh_devices=None) -> tuple[Any, Any, Any, Any, Any]:
-    """Returns (task, graphdef, ema_params, mesh, rules) of a run, on a data-parallel mesh of this host's devices."""
+def portable_attention(node) -> None:
+    """Sets every `attention` field of a model config to 'xla' (in place): the same parameters, no
+    backend-specific kernels (cuDNN, splash), as a serialised export for several platforms needs."""
+    for key in list(node.keys()):
+        if key == "attention":
+            node[key] = "xla"
+        elif hasattr(node[key], "keys"):
+            portable_attention(node[key])
+
+
+def load_for_sampling(workdir: str, *, step: int | None = None, mesh_devices=None,
+                      portable: bool = False) -> tuple[Any, Any, Any, Any, Any]:
+    """Returns (task, graphdef, ema_params, mesh, rules) of a run, on a data-parallel mesh of this host's devices.
+
+    `portable` builds the model with XLA attention everywhere (see `portable_attention`)."""
     workdir = os.path.abspath(workdir)
     config = read_run_config(workdir)
+    if portable:
+        portable_attention(config.model)
     config.mesh.data, config.mesh.fsdp, config.mesh.tensor = -1, 1, 1   # sample on whatever is here
     mesh = parallel.make_mesh(config, mesh_devices)
     rules = parallel.rules_of(config)
