@@ -93,6 +93,15 @@ def make_mesh(config: ConfigDict, devices: Sequence[jax.Device] | None = None) -
     devices = list(devices) if devices is not None else jax.devices()
     sizes = mesh_shape(config, len(devices))
     shape = tuple(sizes[a] for a in MESH_AXES)
+    slices = len({getattr(d, "slice_index", 0) for d in devices})
+    if slices > 1 and getattr(devices[0], "platform", "tpu") == "tpu":  # multi-slice TPU: only `data` crosses the slow inter-slice network (DCN)
+        if sizes["data"] % slices:
+            raise ConfigError(f"config.mesh.data={sizes['data']} must be a multiple of the {slices} TPU slices "
+                              "(data parallelism runs across slices); e.g. --config.mesh.data=" + str(slices))
+        from jax.experimental import mesh_utils
+        device_array = mesh_utils.create_hybrid_device_mesh(
+            (sizes["data"] // slices, sizes["fsdp"], sizes["tensor"]), (slices, 1, 1), devices=devices)
+        return Mesh(device_array, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))
     try:
         from jax.experimental import mesh_utils
         device_array = mesh_utils.create_device_mesh(shape, devices=devices)

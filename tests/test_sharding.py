@@ -78,3 +78,14 @@ def test_an_fsdp_axis_its_dimension_cannot_take_moves_to_another_parameter_dimen
     assert logical_to_spec(("layers", "embed", None), rules, mesh, (4, 6, 8), move_dropped=True) == P(None, None, "fsdp")
     assert logical_to_spec(("layers", "embed", None), rules, mesh, (4, 6, 8)) == P(None, None, None)
     assert logical_to_spec(("layers", "embed", None), rules, mesh, (8, 6, 6), move_dropped=True) == P(None, None, None)
+
+
+def test_multi_slice_meshes_put_only_data_across_slices():
+    from types import SimpleNamespace
+
+    import pytest
+
+    from jaxmoda.errors import ConfigError
+    devices = [SimpleNamespace(id=i, slice_index=i // 4) for i in range(8)]  # two 4-chip slices
+    with pytest.raises(ConfigError, match="multiple of the 2 TPU slices"):
+        parallel.make_mesh(_mesh_config(1, 8, 1), devices)
