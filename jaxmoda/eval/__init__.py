@@ -1,0 +1,1 @@
+"""Sample-quality evaluation: FID, sFID, IS and improved precision/recall (jaxmoda.eval.metrics)."""
