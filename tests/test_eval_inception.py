@@ -68,3 +68,23 @@ def test_feature_shapes_at_299_and_a_small_forward():
     assert float(jnp.abs(out["pool"][0] - out["pool"][1]).max()) > 0  # different images, different features
     with pytest.raises(ValueError, match=r"images must be \[N, H, W, 3\]"):
         inception.features(params, jnp.zeros((2, 8, 8)))
+
+
+def test_weights_files_load_and_damaged_ones_are_clear(tmp_path):
+    from jaxmoda.errors import CheckpointError
+    state = synthetic_state()
+    path = tmp_path / "pt_inception.npz"
+    np.savez(path, **state)
+    params = inception.load(str(path))
+    np.testing.assert_allclose(params["fc"]["b"], state["fc.bias"])
+    data = path.read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="cut.npz could not be read"):
+        inception.load(str(tmp_path / "cut.npz"))
+    partial = {k: v for k, v in state.items() if not k.startswith("Mixed_7c")}
+    np.savez(tmp_path / "partial.npz", **partial)
+    with pytest.raises(CheckpointError, match="partial.npz: not a pytorch-fid FID Inception state dict: 45 missing"):
+        inception.load(str(tmp_path / "partial.npz"))
+    with pytest.raises(CheckpointError, match="unknown format .ckpt"):
+        (tmp_path / "w.ckpt").write_bytes(b"x")
+        inception.load(str(tmp_path / "w.ckpt"))

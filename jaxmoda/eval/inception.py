@@ -109,6 +109,16 @@ def from_torch_state_dict(state: dict[str, np.ndarray]) -> dict[str, Any]:
     return params
 
 
+def load(path: str) -> dict[str, Any]:
+    """Folded parameters from a pytorch-fid Inception weights file (.npz, .safetensors or a torch state dict)."""
+    from jaxmoda.errors import CheckpointError
+    from jaxmoda.eval.weights import read_state_dict
+    try:
+        return from_torch_state_dict(read_state_dict(path))
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+
+
 def _conv(params: dict, name: str, x: jax.Array) -> jax.Array:
     _, _, _, s, (ph, pw) = SPECS[name]
     p = params[name]
