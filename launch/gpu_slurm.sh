@@ -39,44 +39,18 @@ PYTHON (default: python) names the interpreter the tasks run.
 EOF
 }
 
-die() { printf 'error: %s\n' "$*" >&2; exit 2; }
-
-# Quotes one word for the shell; plain words stay as they are.
-q() {
-    if [[ $1 =~ ^[A-Za-z0-9_./:=,@%+^-]+$ ]]; then
-        printf '%s' "$1"
-    else
-        local s=${1//"'"/"'\\''"}
-        printf "'%s'" "$s"
-    fi
-}
-words() { local out='' w; for w in "$@"; do out+="${out:+ }$(q "$w")"; done; printf '%s' "$out"; }
-# Prints a command (after "+ ") and runs it unless --dry-run.
-run() { printf '+ %s\n' "$(words "$@")"; [[ $DRY_RUN == 1 ]] || "$@"; }
-
 # sbatch runs a copy of this script from its spool folder, so fall back to the submit folder.
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 if [[ ! -f $ROOT/setup.py || ! -d $ROOT/jaxmoda ]]; then
     if [[ -n ${SLURM_SUBMIT_DIR:-} && -f $SLURM_SUBMIT_DIR/setup.py && -d $SLURM_SUBMIT_DIR/jaxmoda ]]; then
         ROOT=$(cd "$SLURM_SUBMIT_DIR" && pwd -P)
     else
-        die "cannot find the jaxmoda repository; submit from its root (cd jaxmoda && sbatch launch/gpu_slurm.sh ...)"
+        printf 'error: %s\n' "cannot find the jaxmoda repository; submit from its root (cd jaxmoda && sbatch launch/gpu_slurm.sh ...)" >&2
+        exit 2
     fi
 fi
-
-# Prints CONFIG relative to the repository root when inside it, else absolute (a ':arg' suffix kept);
-# exits 2 when the file does not exist.
-resolve_config() {
-    local file=${1%%:*} suffix dir abs
-    suffix=${1#"$file"}
-    [[ -n $file ]] || die "--config is empty"
-    if [[ $file != /* && ! -f $file && -f $ROOT/$file ]]; then file=$ROOT/$file; fi
-    [[ -f $file ]] || die "config file ${1%%:*} does not exist (pass a file in the repository, e.g. configs/dit/tiny.py)"
-    dir=$(cd "$(dirname "$file")" && pwd -P)
-    abs=$dir/$(basename "$file")
-    if [[ $abs == "$ROOT"/* ]]; then abs=${abs#"$ROOT"/}; fi
-    printf '%s%s' "$abs" "$suffix"
-}
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$ROOT/launch/lib.sh"
 
 # First host of a SLURM node list; a plain comma-separated list needs no scontrol.
 first_host() {

@@ -32,35 +32,9 @@ training log in ~/jaxmoda-train.log. Ctrl-C stops following the log, not the run
 EOF
 }
 
-die() { printf 'error: %s\n' "$*" >&2; exit 2; }
-
-# Quotes one word for the shell; plain words stay as they are.
-q() {
-    if [[ $1 =~ ^[A-Za-z0-9_./:=,@%+^-]+$ ]]; then
-        printf '%s' "$1"
-    else
-        local s=${1//"'"/"'\\''"}
-        printf "'%s'" "$s"
-    fi
-}
-words() { local out='' w; for w in "$@"; do out+="${out:+ }$(q "$w")"; done; printf '%s' "$out"; }
-# Prints a command (after "+ ") and runs it unless --dry-run.
-run() { printf '+ %s\n' "$(words "$@")"; [[ $DRY_RUN == 1 ]] || "$@"; }
-
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
-
-# Prints CONFIG relative to the repository root (a ':arg' suffix kept); exits 2 when it is not a file there.
-resolve_config() {
-    local file=${1%%:*} suffix dir abs
-    suffix=${1#"$file"}
-    [[ -n $file ]] || die "--config is empty"
-    if [[ $file != /* && ! -f $file && -f $ROOT/$file ]]; then file=$ROOT/$file; fi
-    [[ -f $file ]] || die "config file ${1%%:*} does not exist (pass a file in the repository, e.g. configs/dit/tiny.py)"
-    dir=$(cd "$(dirname "$file")" && pwd -P)
-    abs=$dir/$(basename "$file")
-    [[ $abs == "$ROOT"/* ]] || die "config $file is outside the repository $ROOT; the workers only get the repository"
-    printf '%s%s' "${abs#"$ROOT"/}" "$suffix"
-}
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$ROOT/launch/lib.sh"
 
 NAME='' ZONE='' PROJECT='' ACCEL='' VERSION='' CONFIG='' WORKDIR='' CREATE=0 SPOT=0 DRY_RUN=0
 EXTRA=()
@@ -112,7 +86,7 @@ fi
 [[ -n $WORKDIR ]] || die "--workdir is required (see --help)"
 [[ $WORKDIR != gs://* ]] || die "--workdir $WORKDIR: mount the bucket with gcsfuse on every worker and pass the mount point (see launch/README.md)"
 [[ $WORKDIR == /* ]] || die "--workdir '$WORKDIR' must be an absolute path that every worker sees (gcsfuse mount or NFS)"
-CONFIG=$(resolve_config "$CONFIG") || exit 2
+CONFIG=$(resolve_config "$CONFIG" "the workers only get the repository") || exit 2
 cd "$ROOT"
 git rev-parse --verify -q HEAD >/dev/null 2>&1 || die "$ROOT is not a git checkout with a commit; the workers get the code through git archive HEAD"
 git cat-file -e "HEAD:${CONFIG%%:*}" 2>/dev/null || die "config ${CONFIG%%:*} is not committed; the workers get the repository as of HEAD (git archive), so commit it first"

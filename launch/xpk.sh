@@ -34,35 +34,9 @@ usage: launch/xpk.sh --cluster CLUSTER --workload NAME --tpu-type TYPE --docker-
 EOF
 }
 
-die() { printf 'error: %s\n' "$*" >&2; exit 2; }
-
-# Quotes one word for the shell; plain words stay as they are.
-q() {
-    if [[ $1 =~ ^[A-Za-z0-9_./:=,@%+^-]+$ ]]; then
-        printf '%s' "$1"
-    else
-        local s=${1//"'"/"'\\''"}
-        printf "'%s'" "$s"
-    fi
-}
-words() { local out='' w; for w in "$@"; do out+="${out:+ }$(q "$w")"; done; printf '%s' "$out"; }
-# Prints a command (after "+ ") and runs it unless --dry-run.
-run() { printf '+ %s\n' "$(words "$@")"; [[ $DRY_RUN == 1 ]] || "$@"; }
-
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
-
-# Prints CONFIG relative to the repository root (a ':arg' suffix kept); exits 2 when it is not a file there.
-resolve_config() {
-    local file=${1%%:*} suffix dir abs
-    suffix=${1#"$file"}
-    [[ -n $file ]] || die "--config is empty"
-    if [[ $file != /* && ! -f $file && -f $ROOT/$file ]]; then file=$ROOT/$file; fi
-    [[ -f $file ]] || die "config file ${1%%:*} does not exist (pass a file in the repository, e.g. configs/dit/tiny.py)"
-    dir=$(cd "$(dirname "$file")" && pwd -P)
-    abs=$dir/$(basename "$file")
-    [[ $abs == "$ROOT"/* ]] || die "config $file is outside the repository $ROOT; the image only holds the repository"
-    printf '%s%s' "${abs#"$ROOT"/}" "$suffix"
-}
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$ROOT/launch/lib.sh"
 
 CLUSTER='' WORKLOAD='' TPU_TYPE='' NUM_SLICES=1 IMAGE='' REPO_DIR=/app CONFIG='' WORKDIR=''
 PROJECT='' ZONE='' MAX_RESTARTS=3 GRACE=300 DRY_RUN=0
@@ -109,7 +83,7 @@ done
 [[ -n $WORKDIR ]] || die "--workdir is required (see --help)"
 [[ $WORKDIR != gs://* ]] || die "--workdir $WORKDIR: mount the bucket in the pods (xpk storage attach --type=gcsfuse) and pass the mount point (see launch/README.md)"
 [[ $WORKDIR == /* ]] || die "--workdir '$WORKDIR' must be an absolute path mounted in every pod"
-CONFIG=$(resolve_config "$CONFIG") || exit 2
+CONFIG=$(resolve_config "$CONFIG" "the image only holds the repository") || exit 2
 if [[ $DRY_RUN == 0 ]]; then
     command -v xpk >/dev/null || die "xpk not found; pip install xpk (or use --dry-run)"
 fi

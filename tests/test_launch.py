@@ -296,5 +296,6 @@ def test_syntax(script):
     r = subprocess.run(["bash", "-n", path], check=False, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     if shutil.which("shellcheck"):
-        r = subprocess.run(["shellcheck", path], check=False, capture_output=True, text=True)
+        # -x: also check launch/lib.sh, which every script sources
+        r = subprocess.run(["shellcheck", "-x", path], check=False, capture_output=True, text=True)
         assert r.returncode == 0, r.stdout
