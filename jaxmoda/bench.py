@@ -162,41 +162,29 @@ def count_flops(config) -> dict:
     a CPU. Also the training state's bytes in total and on one device of the config's mesh.
     """
     import jax
-    import numpy as np
     from flax import nnx
 
-    from jaxmoda import parallel
     from jaxmoda.nn.logical import axis_rules
     from jaxmoda.nn.stack import unrolled
-    from jaxmoda.tasks import get_task
-    from jaxmoda.train.state import abstract_train_state, make_optimizer, param_count
-    from jaxmoda.train.step import ShardedStep, train_step_from_config
+    from jaxmoda.plan import abstract_step, shard_bytes, total_bytes
+    from jaxmoda.train.state import param_count
 
-    mesh, rules = parallel.make_mesh(config), parallel.rules_of(config)
-    task = get_task(config)
-    tx, schedule = make_optimizer(config.optimizer)
-    abstract, shardings, graphdef = abstract_train_state(task.build_model, tx, mesh, rules)
-    batch_np = task.example_batch(config.batch_size)
-    batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=parallel.batch_sharding(mesh, rules, v.ndim))
-             for k, v in batch_np.items()}
+    a = abstract_step(config)
+    task, graphdef, abstract, batch = a.task, a.graphdef, a.abstract, a.batch
     with unrolled():
-        step = ShardedStep(train_step_from_config(task, graphdef, tx, schedule, config), mesh, rules, shardings,
-                           batch_np, donate=False)
-        train = compiled_flops(step.lower(abstract, batch))
-        with axis_rules(mesh, rules):
+        train = compiled_flops(a.step(config, donate=False).lower(abstract, batch))
+        with axis_rules(a.mesh, a.rules):
             den = jax.jit(lambda p, b: task.denoise_step(nnx.merge(graphdef, p), b))
             sample = compiled_flops(den.lower(abstract.ema, batch))
-    leaves = jax.tree.leaves(abstract)
-    total = sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in leaves)
-    per_device = sum(int(np.prod(x.sharding.shard_shape(x.shape))) * x.dtype.itemsize for x in leaves)
+    total, per_device = total_bytes(abstract), shard_bytes(abstract)
     result = {"config": config.model.name, "params": param_count(abstract.params), "batch_size": config.batch_size,
-              "devices": jax.device_count(), "mesh": dict(mesh.shape),
+              "devices": jax.device_count(), "mesh": dict(a.mesh.shape),
               "train_flops_per_step": train, "train_flops_per_example": train / config.batch_size,
               "sample_flops_per_image_step": sample / config.batch_size,
               "state_bytes_total": total, "state_bytes_per_device": per_device}
     if config.model.name == "d2it":
-        result["tokens_per_example"] = float(batch_np["mask"].sum(1).mean())
-        result["bucket_length"] = int(batch_np["mask"].shape[1])
+        result["tokens_per_example"] = float(a.batch_np["mask"].sum(1).mean())
+        result["bucket_length"] = int(a.batch_np["mask"].shape[1])
     return result
 
 

@@ -29,8 +29,7 @@ import tempfile
 from typing import Any, Callable
 
 from jaxmoda.errors import CheckpointError, ConfigError, cli_main
-
-FORMAT_VERSION = 1
+from jaxmoda.serve import FORMAT_VERSION  # the reader's version is the one written
 
 
 def _kind_function(task, graphdef) -> tuple[Callable, list[tuple[str, tuple, str]], list[str], dict, list]:

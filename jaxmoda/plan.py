@@ -18,6 +18,7 @@ and rematerialisation differ. With --topology (TPU only, needs libtpu) the compi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -58,58 +59,83 @@ def _topology_devices(name: str) -> list:
                           "it needs the TPU libraries (pip install 'jax[tpu]') and a name like v5p:2x2x2") from None
 
 
-def _shard_bytes(tree: Any) -> int:
+def shard_bytes(tree: Any) -> int:
     import jax
     import numpy as np
     return sum(int(np.prod(x.sharding.shard_shape(x.shape))) * x.dtype.itemsize for x in jax.tree.leaves(tree))
 
 
-def _total_bytes(tree: Any) -> int:
+def total_bytes(tree: Any) -> int:
     import jax
     import numpy as np
     return sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(tree))
 
 
-def plan(config, devices, *, compile_step: bool = True, count_flops: bool = True, peak_tflops: float = 0.0,
-         mfu: float = 0.4, hbm_gib: float = 0.0) -> dict:
-    """The fit report of `config`'s train step on a mesh over `devices` (see the module docstring)."""
+@dataclasses.dataclass
+class AbstractStep:
+    """A config's train-step inputs as shapes and shardings only: nothing allocated."""
+    mesh: Any
+    rules: tuple
+    task: Any
+    tx: Any
+    schedule: Any
+    abstract: Any        # TrainState of ShapeDtypeStructs with shardings
+    shardings: Any
+    graphdef: Any
+    batch_np: dict       # the task's example batch (host arrays)
+    batch: dict          # its ShapeDtypeStructs, sharded over the batch axes
+
+    def step(self, config, donate: bool = True):
+        from jaxmoda.train.step import ShardedStep, train_step_from_config
+        return ShardedStep(train_step_from_config(self.task, self.graphdef, self.tx, self.schedule, config),
+                           self.mesh, self.rules, self.shardings, self.batch_np, donate=donate)
+
+
+def abstract_step(config, devices=None, ema_memory_kind: str = "device") -> AbstractStep:
+    """Mesh, task, optimizer, abstract TrainState and abstract batch of `config` over `devices` (default all)."""
     import jax
 
     from jaxmoda import parallel
-    from jaxmoda.bench import compiled_flops
-    from jaxmoda.nn.stack import unrolled
     from jaxmoda.tasks import get_task
-    from jaxmoda.train.state import abstract_train_state, make_optimizer, param_count
-    from jaxmoda.train.step import ShardedStep, train_step_from_config
+    from jaxmoda.train.state import abstract_train_state, make_optimizer
 
     mesh, rules = parallel.make_mesh(config, devices), parallel.rules_of(config)
     task = get_task(config)
     tx, schedule = make_optimizer(config.optimizer)
-    ema_kind = config.get("ema_memory_kind", "device")
-    abstract, shardings, graphdef = abstract_train_state(task.build_model, tx, mesh, rules, ema_memory_kind=ema_kind)
+    abstract, shardings, graphdef = abstract_train_state(task.build_model, tx, mesh, rules,
+                                                         ema_memory_kind=ema_memory_kind)
     batch_np = task.example_batch(config.batch_size)
     batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=parallel.batch_sharding(mesh, rules, v.ndim))
              for k, v in batch_np.items()}
+    return AbstractStep(mesh, rules, task, tx, schedule, abstract, shardings, graphdef, batch_np, batch)
+
+
+def plan(config, devices, *, compile_step: bool = True, count_flops: bool = True, peak_tflops: float = 0.0,
+         mfu: float = 0.4, hbm_gib: float = 0.0) -> dict:
+    """The fit report of `config`'s train step on a mesh over `devices` (see the module docstring)."""
+    from jaxmoda.bench import compiled_flops
+    from jaxmoda.nn.stack import unrolled
+    from jaxmoda.train.state import param_count
+
+    ema_kind = config.get("ema_memory_kind", "device")
+    a = abstract_step(config, devices, ema_kind)
+    mesh, abstract, batch = a.mesh, a.abstract, a.batch
     n = len(devices)
-    state_total = _total_bytes(abstract)
+    state_total = total_bytes(abstract)
     report: dict[str, Any] = {
         "config": config.model.name, "params": param_count(abstract.params), "devices": n,
         "device_kind": devices[0].device_kind, "mesh": dict(mesh.shape), "batch_size": config.batch_size,
-        "per_device_bytes": {"params": _shard_bytes(abstract.params), "optimizer": _shard_bytes(abstract.opt_state),
-                             "ema": _shard_bytes(abstract.ema), "state": _shard_bytes(abstract)},
+        "per_device_bytes": {"params": shard_bytes(abstract.params), "optimizer": shard_bytes(abstract.opt_state),
+                             "ema": shard_bytes(abstract.ema), "state": shard_bytes(abstract)},
         "state_bytes_total": state_total, "ema_memory_kind": ema_kind,
     }
     report["state_per_device_over_even_split"] = report["per_device_bytes"]["state"] / (state_total / n)
     on_host = report["per_device_bytes"]["ema"] if ema_kind != "device" else 0
     report["per_device_bytes"]["device_state"] = report["per_device_bytes"]["state"] - on_host
 
-    def make_step():
-        return ShardedStep(train_step_from_config(task, graphdef, tx, schedule, config), mesh, rules, shardings,
-                           batch_np, donate=True)
-
     compiled = None
     if compile_step:
-        compiled = make_step().lower(abstract, batch).compile()
+        compiled = a.step(config).lower(abstract, batch).compile()
         mem = compiled.memory_analysis()
         if mem is not None:
             fields = ("argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes", "temp_size_in_bytes",
@@ -121,7 +147,7 @@ def plan(config, devices, *, compile_step: bool = True, count_flops: bool = True
                 report["fits"] = m["peak_bytes"] <= hbm_gib * 2 ** 30
     if count_flops:
         with unrolled():
-            flops = compiled_flops(make_step().lower(abstract, batch))
+            flops = compiled_flops(a.step(config).lower(abstract, batch))
         if not flops and compiled is not None:  # backends without pre-compile cost analysis (PJRT plugins)
             flops = compiled_flops(compiled) * n  # the compiled program is one device's; scans counted once
             report["flops_source"] = "compiled per-device program x devices (layer scans counted once)"

@@ -196,7 +196,7 @@ def train(config: ConfigDict, workdir: str) -> dict:
     # Join the preemption service before the long compile and restore: a SIGTERM then is not lost.
     stop = _StopFlag()
     stop.install()
-    stop.reached(saved_steps(workdir)[-1] if saved_steps(workdir) else 0)
+    stop.reached(max(saved_steps(workdir), default=0))
     try:  # set-up; the handler is removed again if it fails
         task = get_task(config)
         primary = jax.process_index() == 0
