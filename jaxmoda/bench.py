@@ -44,6 +44,20 @@ def matmul_rate(n: int, dtype, repeats: int = 5) -> float:
     return 2 * n ** 3 / statistics.median(times)
 
 
+def time_calls(fn, repeats: int) -> tuple[float, float]:
+    """(seconds of fn(0), compile included; median seconds of fn(1) ... fn(repeats)), each blocked until ready."""
+    import jax
+    t = time.perf_counter()
+    jax.block_until_ready(fn(0))
+    first = time.perf_counter() - t
+    times = []
+    for i in range(1, repeats + 1):
+        t = time.perf_counter()
+        jax.block_until_ready(fn(i))
+        times.append(time.perf_counter() - t)
+    return first, statistics.median(times)
+
+
 def compiled_flops(compiled) -> float:
     cost = compiled.cost_analysis()
     if isinstance(cost, (list, tuple)):
@@ -200,18 +214,11 @@ def sample_throughput(workdir: str, num: int, repeats: int = 3) -> dict:
         task.prepare_sampling()
     with axis_rules(mesh, rules):
         fn = jax.jit(lambda p, r: task.sample(nnx.merge(graphdef, p), r, num))
-        t = time.perf_counter()
-        jax.block_until_ready(fn(ema, jax.random.key(0)))
-        compile_s = time.perf_counter() - t
-        times = []
-        for i in range(repeats):
-            t = time.perf_counter()
-            jax.block_until_ready(fn(ema, jax.random.key(i + 1)))
-            times.append(time.perf_counter() - t)
+        compile_s, seconds = time_calls(lambda i: fn(ema, jax.random.key(i)), repeats)
     obj = task.config.objective
     return {"workdir": workdir, "model": task.config.model.name, "num": num, "steps": obj.sample_steps,
             "sampler": obj.sampler, "cfg_scale": obj.cfg_scale, "first_call_s": round(compile_s, 3),
-            "seconds": statistics.median(times), "images_per_s": num / statistics.median(times),
+            "seconds": seconds, "images_per_s": num / seconds,
             "device_kind": jax.devices()[0].device_kind, "devices": jax.device_count()}
 
 

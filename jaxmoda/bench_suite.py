@@ -14,10 +14,9 @@ import json
 import logging
 import os
 import platform
-import statistics
 import subprocess
 import time
-from typing import Any, Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -26,20 +25,6 @@ SUITES = {
     "paper": ["configs/dit/xl2.py", "configs/d2it/imagenet256_xl.py", "configs/moda/hdtf_b.py",
               "configs/moda/renderer_256.py"],
 }
-
-
-def _median_seconds(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
-    """(first call incl. compile, median of `repeats` later calls), each blocked until ready."""
-    import jax
-    t = time.perf_counter()
-    jax.block_until_ready(fn())
-    first = time.perf_counter() - t
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t)
-    return first, statistics.median(times)
 
 
 def sampler_throughput(config, batch: int, repeats: int = 3) -> dict:
@@ -60,7 +45,7 @@ def sampler_throughput(config, batch: int, repeats: int = 3) -> dict:
     if kind == "dit":
         fn = jax.jit(lambda p, k: task.sample(nnx.merge(graphdef, p), k, batch))
         unit, per_call = "images_per_s", batch
-        call = lambda: fn(params, key)  # noqa: E731
+        call = lambda i: fn(params, key)
     elif kind == "d2it":
         labels = jnp.arange(batch, dtype=jnp.int32) % task.num_classes
 
@@ -70,23 +55,24 @@ def sampler_throughput(config, batch: int, repeats: int = 3) -> dict:
             return task.sample_latents(model, k, labels, grain)
         fn = jax.jit(latents)
         unit, per_call = "latents_per_s", batch
-        call = lambda: fn(params, key)  # noqa: E731
+        call = lambda i: fn(params, key)
     elif kind == "moda":
         b = task.example_batch(batch)
         fn = jax.jit(lambda p, k, x: task.sample_window(nnx.merge(graphdef, p), k, x["motion"][:, 0], x["audio"],
                                                         x["identity"], x["emotion"]))
         unit, per_call = "motion_frames_per_s", batch * task.window
-        call = lambda: fn(params, key, b)  # noqa: E731
+        call = lambda i: fn(params, key, b)
     elif kind == "renderer":
         from jaxmoda.moda.render.model import render_frames
         b = task.example_batch(1)
         driving = np.resize(np.asarray(b["driving_motion"]), (batch, 70))
         fn = jax.jit(lambda p, src, xc, sm, dm: render_frames(nnx.merge(graphdef, p), src, xc, sm, dm))
         unit, per_call = "frames_per_s", batch
-        call = lambda: fn(params, b["source"], b["x_c"], b["source_motion"], driving)  # noqa: E731
+        call = lambda i: fn(params, b["source"], b["x_c"], b["source_motion"], driving)
     else:
         return {}
-    first, seconds = _median_seconds(call, repeats)
+    from jaxmoda.bench import time_calls
+    first, seconds = time_calls(call, repeats)
     return {"sampler": unit, unit: per_call / seconds, "batch": batch, "call_s": seconds, "first_call_s": first}
 
 
