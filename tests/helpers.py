@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+
 from jaxmoda.config import apply_override, load_config_file, validate
 
 # XLA flags for test subprocesses: conftest's cheap-compile flags, one device.
@@ -85,3 +87,67 @@ def fast_module(build, seed: int = 0):
         graphdef = nnx.split(nnx.eval_shape(lambda: build(nnx.Rngs(seed))))[0]
     state = jax.jit(lambda: init()[1]).lower().compile(compiler_options=_init_compiler_options())()
     return nnx.merge(graphdef, state)
+
+
+def write_torch_zip(path, obj, root: str = "archive") -> None:
+    """Writes `obj` (nested dicts of NumPy arrays, or TorchModule trees) in torch.save's zip layout,
+    without torch: the pickle names torch's tensor rebuild function and storage classes, and the
+    storages are raw bytes under <root>/data/. For testing readers on files with the official names."""
+    import collections
+    import io
+    import pickle
+    import zipfile
+
+    import ml_dtypes
+
+    storage_names = {np.dtype(np.float32): "FloatStorage", np.dtype(np.float16): "HalfStorage",
+                     np.dtype(ml_dtypes.bfloat16): "BFloat16Storage", np.dtype(np.int64): "LongStorage",
+                     np.dtype(np.float64): "DoubleStorage", np.dtype(np.uint8): "ByteStorage"}
+    storages: list[bytes] = []
+
+    class Global:
+        def __init__(self, module, name):
+            self.module, self.name = module, name
+
+        def __call__(self, *args):  # pickle only checks that a reduce function is callable
+            raise TypeError
+
+    class Storage:
+        def __init__(self, array):
+            self.array = array
+
+    class Pickler(pickle._Pickler):
+        dispatch = dict(pickle._Pickler.dispatch)
+        dispatch[Global] = lambda self, g: self.write(pickle.GLOBAL + f"{g.module}\n{g.name}\n".encode())
+
+        def persistent_id(self, o):
+            if isinstance(o, Storage):
+                storages.append(np.ascontiguousarray(o.array).tobytes())
+                return ("storage", Global("torch", storage_names[o.array.dtype]), str(len(storages) - 1), "cpu",
+                        o.array.size)
+            return None
+
+        def reducer_override(self, o):
+            if isinstance(o, np.ndarray):
+                flat = np.ascontiguousarray(o).reshape(-1)
+                strides = tuple(int(s) for s in np.cumprod((1,) + o.shape[:0:-1])[::-1]) if o.ndim else ()
+                return (Global("torch._utils", "_rebuild_tensor_v2"),
+                        (Storage(flat), 0, tuple(o.shape), strides, False, collections.OrderedDict()))
+            if isinstance(o, TorchModule):
+                return (Global(o.module, o.cls), (), dict(o.attrs))
+            return NotImplemented
+
+    buf = io.BytesIO()
+    Pickler(buf, protocol=2).dump(obj)
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(f"{root}/data.pkl", buf.getvalue())
+        for i, data in enumerate(storages):
+            z.writestr(f"{root}/data/{i}", data)
+        z.writestr(f"{root}/version", "3\n")
+
+
+class TorchModule:
+    """A TorchScript module as pickled by torch.jit.save: a `__torch__.*` class with its attributes."""
+
+    def __init__(self, cls: str, module: str = "__torch__.model", **attrs):
+        self.cls, self.module, self.attrs = cls, module, attrs

@@ -2,8 +2,10 @@
 
   .npz                      NumPy archives (allow_pickle=False)
   .safetensors              Hugging Face safetensors (the `eval` extra installs the reader)
-  .pt / .pth / .bin         PyTorch state dicts via torch.load(weights_only=True) (needs torch; imported
-                            only here, only for these files)
+  .pt / .pth / .bin         PyTorch files: torch.save state dicts and torch.jit.save (TorchScript)
+                            modules are read without torch by jaxmoda.eval.torchfile (an allow-listed
+                            unpickler); only the legacy pre-1.6 format needs torch, through
+                            torch.load(weights_only=True), imported only then
 
 A truncated, tampered or foreign file is one clear error naming the file.
 """
@@ -11,6 +13,7 @@ A truncated, tampered or foreign file is one clear error naming the file.
 from __future__ import annotations
 
 import os
+import pickle
 import zipfile
 
 import numpy as np
@@ -33,17 +36,24 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
                 raise CheckpointError(f"reading {path} needs safetensors: pip install 'jaxmoda[eval]'") from None
             return dict(load_file(path))
         if ext in (".pt", ".pth", ".bin"):
+            from jaxmoda.eval import torchfile
+            if zipfile.is_zipfile(path):
+                return torchfile.load(path)
+            with open(path, "rb") as f:
+                if f.read(2) == b"PK":
+                    raise zipfile.BadZipFile("a zip archive with no central directory: truncated")
             try:
                 import torch
             except ImportError:
-                raise CheckpointError(f"reading {path} needs PyTorch (pip install torch), or convert it to .npz or "
-                                      ".safetensors elsewhere") from None
+                raise CheckpointError(f"{path} is not a zip archive: a legacy (pre-1.6) torch file, or damaged. "
+                                      "Reading the legacy format needs PyTorch (pip install torch); or convert "
+                                      "it to .npz or .safetensors elsewhere") from None
             state = torch.load(path, map_location="cpu", weights_only=True)
             state = state.get("state_dict", state) if isinstance(state, dict) else state
             return {k: v.detach().cpu().numpy() for k, v in state.items() if hasattr(v, "detach")}
     except CheckpointError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, RuntimeError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, RuntimeError, pickle.UnpicklingError) as e:
         raise CheckpointError(f"weights file {path} could not be read ({type(e).__name__}: "
                               f"{str(e).splitlines()[0][:160] if str(e) else 'truncated or damaged'}); "
                               "download it again or check its checksum") from None

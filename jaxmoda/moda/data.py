@@ -24,12 +24,9 @@ import numpy as np
 
 from jaxmoda.data.stepwise import process_rows, step_iterator
 from jaxmoda.errors import ConfigError, DataError
+from jaxmoda.io.cache import cache_root
 
 log = logging.getLogger(__name__)
-
-
-def cache_root() -> str:
-    return os.environ.get("JAXMODA_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "jaxmoda")
 
 
 def data_dir(config) -> str:

@@ -8,7 +8,7 @@ frame) of the same identity; the renderer learns source image + driving keypoint
 Training identities come from `synthfaces.TRAIN_IDENTITIES` with motion from SynthTalk's training
 clips; evaluation identities from `synthfaces.EVAL_IDENTITIES` (faces never seen in training) with
 motion from its held-out clips. Sets are written once under the cache root
-(`jaxmoda.moda.data.cache_root`) as folders `synthfaces-<split>-<hash>/` of .npy files, the frames
+(`jaxmoda.io.cache.cache_root`) as folders `synthfaces-<split>-<hash>/` of .npy files, the frames
 memory-mapped when read (a 256-px set is tens of GB). A set is a pure function of the settings, so
 every host builds the same one; hosts sharing a cache folder each write a private copy and rename it
 into place.
@@ -102,7 +102,7 @@ def face_set_path(config, split: str, clips_dir: str) -> str:
     """Cache folder of a frame set: keyed by the settings, the SynthFaces drawing version and the clip
     set's metadata (so a regenerated clips folder or a new drawing code renders afresh)."""
     from jaxmoda.data.synthfaces import DRAWING_VERSION
-    from jaxmoda.moda.data import cache_root
+    from jaxmoda.io.cache import cache_root
     with open(os.path.join(clips_dir, "metadata.json"), "rb") as f:
         clips = hashlib.sha1(f.read()).hexdigest()
     key = json.dumps(dict(_settings(config, split), clips=clips, drawing=DRAWING_VERSION), sort_keys=True)
