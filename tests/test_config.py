@@ -1,10 +1,13 @@
 """Config loading, overrides and validation: one clear error line per mistake."""
 
+import glob
+import os
+
 import pytest
 
 from jaxmoda.config import apply_override, load_config, mesh_shape, split_overrides, validate
 from jaxmoda.errors import ConfigError
-from tests.helpers import TINY, tiny_config
+from tests.helpers import ROOT, TINY, tiny_config
 
 
 def test_overrides_are_typed():
@@ -58,3 +61,12 @@ def test_batch_must_divide_batch_axes():
 def test_missing_config_file():
     with pytest.raises(ConfigError, match="does not exist"):
         load_config("configs/nope.py")
+
+
+@pytest.mark.parametrize("path", sorted(
+    p for p in glob.glob(os.path.join(ROOT, "configs", "*", "*.py"))
+    if "def get_config" in open(p).read()))
+def test_every_config_file_loads_and_validates(path):
+    config = load_config(path)
+    validate(config)
+    assert config.total_steps > 0 and config.batch_size > 0

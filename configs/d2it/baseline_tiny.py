@@ -7,16 +7,8 @@ Latents are encoded with the forced grain into <dvae_workdir>/latents_fine (or _
 """
 
 from configs.d2it import tiny
+from configs.d2it.common_d2it import fixed_grain_baseline
 
 
 def get_config(arg="fine"):
-    if arg not in ("fine", "coarse"):
-        raise ValueError(f"configs/d2it/baseline_tiny.py knows the variants 'fine' and 'coarse', not {arg!r}")
-    c = tiny.get_config()
-    c.model.dgt.enabled = False
-    c.model.dct.refine_depth = 0
-    c.model.dct.pos_embed = "sincos"
-    c.d2it.force_grain = arg
-    n = c.model.grid ** 2
-    c.d2it.buckets = [4 * n] if arg == "fine" else [n]
-    return c
+    return fixed_grain_baseline(tiny.get_config(), arg, "configs/d2it/baseline_tiny.py")

@@ -104,3 +104,18 @@ def stage2_config(*, grid, latent_channels, num_classes, dct, dgt, buckets, **to
     })
     c.update(top)
     return c
+
+
+def fixed_grain_baseline(c, arg, config_file):
+    """A D²iT stage-2 config turned into its fixed-grain DiT baseline on the same Dynamic VAE: every
+    region fine (a DiT/1 on the f=8 latent) or every region coarse (a DiT/1 on the f=16 latent), no
+    DGT, no RefineNet; latents encoded with the forced grain into <dvae_workdir>/latents_<arg>."""
+    if arg not in ("fine", "coarse"):
+        raise ValueError(f"{config_file} knows the variants 'fine' and 'coarse', not {arg!r}")
+    c.model.dgt.enabled = False
+    c.model.dct.refine_depth = 0
+    c.model.dct.pos_embed = "sincos"
+    c.d2it.force_grain = arg
+    n = c.model.grid ** 2
+    c.d2it.buckets = [4 * n] if arg == "fine" else [n]
+    return c
