@@ -58,6 +58,11 @@ def test_patchify_roundtrip_and_order():
 def test_position_and_time_features():
     pe = sincos_2d(16, 3, 5)
     assert pe.shape == (15, 16) and len({tuple(r) for r in np.round(pe, 6)}) == 15
+    # The released DiT buffer: np.meshgrid(w, h) puts the column index first; sin then cos per axis.
+    omega = 1.0 / 10000 ** (np.arange(4) / 4.0)
+    rows, cols = np.divmod(np.arange(15), 5)
+    axis = lambda pos: np.concatenate([np.sin(pos[:, None] * omega), np.cos(pos[:, None] * omega)], 1)
+    np.testing.assert_allclose(pe, np.concatenate([axis(cols), axis(rows)], 1), atol=1e-6)
     f = timestep_features(jnp.asarray([0.0, 0.5, 1.0]), 64)
     assert f.shape == (3, 64) and np.allclose(f[0, :32], 1.0)
     x = jax.random.normal(jax.random.key(0), (1, 5, 2, 8))

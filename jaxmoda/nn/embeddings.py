@@ -86,10 +86,13 @@ def sincos_2d(dim: int, grid_h: int, grid_w: int) -> np.ndarray:
 
 
 def sincos_2d_at(dim: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """2-D sin-cos embedding [N, dim] at any (possibly fractional) positions (row, col)."""
+    """2-D sin-cos embedding [N, dim] at any (possibly fractional) positions (row, col).
+
+    The first half of the channels encodes the column, the second the row: the layout of the released
+    DiT / MAE `pos_embed` buffers, so imported DiT weights see the positions they were trained with."""
     if dim % 4:
         raise ValueError(f"2-D sin-cos position embedding needs a width divisible by 4, got {dim}")
-    return np.concatenate([sincos_1d(dim // 2, rows), sincos_1d(dim // 2, cols)], axis=1).astype(np.float32)
+    return np.concatenate([sincos_1d(dim // 2, cols), sincos_1d(dim // 2, rows)], axis=1).astype(np.float32)
 
 
 def sincos_1d(dim: int, pos: np.ndarray) -> np.ndarray:
