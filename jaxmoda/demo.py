@@ -170,7 +170,6 @@ def plot_heldout_mouth(workdir: str, path: str) -> dict:
     waveform over the generated and the ground-truth mouth openness."""
     import numpy as np
 
-    from jaxmoda.moda import audio as audio_lib
     from jaxmoda.moda.generate import generate_motion
     from jaxmoda.moda.metrics import pearson
     from jaxmoda.moda.motion import mouth_openness
@@ -180,7 +179,7 @@ def plot_heldout_mouth(workdir: str, path: str) -> dict:
 
     task, graphdef, ema, mesh, rules = load_for_sampling(workdir)
     clip = heldout_clip(task.config)
-    feats = audio_lib.audio_features(clip["audio"], task.audio)
+    feats = task.audio_features(clip["audio"])
     gt = np.asarray(clip["motion"], np.float32)[:len(feats)]
     with axis_rules(mesh, rules):
         motion = generate_motion(task, graphdef, ema, feats[None], identity=np.asarray(clip["identity"]).reshape(63),

@@ -26,7 +26,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any, Callable
+from typing import Callable
 
 from jaxmoda.errors import CheckpointError, ConfigError, cli_main
 from jaxmoda.serve import FORMAT_VERSION  # the reader's version is the one written
@@ -39,7 +39,6 @@ def _kind_function(task, graphdef) -> tuple[Callable, list[tuple[str, tuple, str
     function needs (the D²iT DVAE decoder) or an empty list.
     """
     import jax
-    import jax.numpy as jnp
     import numpy as np
     from flax import nnx
 

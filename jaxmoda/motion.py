@@ -93,7 +93,7 @@ def main(argv: list[str]) -> int:
     identity = load_vector(args.identity, 63, "identity") if args.identity else np.asarray(d.default_identity, np.float32)
     prefix = load_vector(args.prefix, 70, "prefix") if args.prefix else None
     wave = audio_lib.load_audio(args.audio)
-    feats = audio_lib.audio_features(wave, task.audio)
+    feats = task.audio_features(wave)
     t0 = time.time()
     with axis_rules(mesh, rules):
         motion = generate_motion(task, graphdef, ema, feats[None], identity=identity, emotion=np.int32(emo),

@@ -117,7 +117,6 @@ def talk(motion_run: Loaded, renderer: Loaded, portrait: np.ndarray, wave16k: np
     """The whole pipeline on arrays (see the module docstring). Returns the rendered face crops [T, S, S, 3]
     uint8, the generated and the driving motion, the crop, its transform (`face.paste_back_frames` puts
     the crops back into the portrait, streaming) and timings."""
-    from jaxmoda.moda import audio as audio_lib
     from jaxmoda.moda.generate import generate_motion
     from jaxmoda.moda.motion import compose_absolute
     from jaxmoda.moda.render.face import crop_face
@@ -127,7 +126,7 @@ def talk(motion_run: Loaded, renderer: Loaded, portrait: np.ndarray, wave16k: np
     size = renderer.task.image_size
     crop, m, framed = crop_face(portrait, size)
     x_c, source_motion = read_portrait_motion(renderer, crop)
-    feats = audio_lib.audio_features(wave16k, motion_run.task.audio)
+    feats = motion_run.task.audio_features(wave16k)
     timings["prepare_s"] = time.time() - t0
     t0 = time.time()
     with axis_rules(motion_run.mesh, motion_run.rules):

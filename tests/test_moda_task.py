@@ -135,3 +135,31 @@ def test_window_export_round_trip(trained, tmp_path):
     import jax.numpy as jnp
     np.testing.assert_array_equal(got, in_process(run, window)(5, *inputs.values()))
     assert config.model.window == w
+
+
+def test_hubert_front_end_from_hugging_face_files(trained, tmp_path):
+    """frontend='hubert' with a Hugging Face-layout weights file + config.json: the task's feature shape
+    comes from that config, SynthTalk clips get HuBERT features, and a missing file is a clear error."""
+    import dataclasses
+
+    from jaxmoda.moda import hubert
+    from jaxmoda.moda.data import load_clips
+    from jaxmoda.tasks import get_task
+    from tests.helpers import write_torch_zip
+    from tests.test_convert import hf_hubert_state
+    cfg = hubert.HubertConfig.tiny()
+    folder = tmp_path / "hubert-tiny"
+    folder.mkdir()
+    write_torch_zip(folder / "pytorch_model.bin", hf_hubert_state(cfg))
+    (folder / "config.json").write_text(json.dumps({**dataclasses.asdict(cfg), "model_type": "hubert"}))
+    config = moda_config(**{"audio.frontend": "hubert", "audio.hubert_weights": str(folder / "pytorch_model.bin")})
+    task = get_task(config)
+    assert (task.audio_layers, task.audio_channels) == (2, 32)
+    wave = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+    assert task.audio_features(wave).shape == (25, 2, 32)
+    from jaxmoda.moda.data import data_dir
+    clips = load_clips(data_dir(config), config.audio, progress=False)
+    assert clips.features.shape[1:] == (2, 32) and len(clips.features) == len(clips.motion)
+    bad = moda_config(**{"audio.frontend": "hubert", "audio.hubert_weights": str(tmp_path / "none.bin")})
+    with pytest.raises(ConfigError, match="needs config.audio.hubert_weights, a Hugging Face HuBERT weights file"):
+        get_task(bad).audio_features(wave)

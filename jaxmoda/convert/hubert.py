@@ -52,3 +52,34 @@ def convert(state: dict[str, np.ndarray], abstract_params) -> tuple[dict, str]:
         else:
             out[path] = r(key, shape)
     return r.finish(out, target), r.summary()
+
+
+def read_config(weights: str):
+    """The HubertConfig of a Hugging Face weights file: its folder's config.json, else HuBERT-base."""
+    import json
+    import os
+
+    from jaxmoda.moda.hubert import HubertConfig
+    path = os.path.join(os.path.dirname(os.path.abspath(weights)), "config.json")
+    if not os.path.isfile(path):
+        return HubertConfig()
+    with open(path) as f:
+        return HubertConfig.from_dict(json.load(f))
+
+
+def load_model(weights: str):
+    """A `HubertModel` holding the weights of a Hugging Face HuBERT / wav2vec2-base file (sizes from the
+    config.json beside it, else HuBERT-base), every key and shape checked."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from jaxmoda.convert.core import unflatten
+    from jaxmoda.eval.weights import read_state_dict
+    from jaxmoda.moda.hubert import HubertModel
+    from jaxmoda.train.state import abstract_model
+    cfg = read_config(weights)
+    graphdef, abstract = abstract_model(lambda r: HubertModel(cfg, rngs=r))
+    flat, _ = convert(read_state_dict(weights), nnx.to_pure_dict(abstract))
+    nnx.replace_by_pure_dict(abstract, jax.tree.map(jnp.asarray, unflatten(flat)))
+    return nnx.merge(graphdef, abstract)

@@ -73,7 +73,11 @@ class ClipSet:
 
 
 def _settings_hash(audio_cfg) -> str:
-    items = json.dumps({k: audio_cfg[k] for k in sorted(audio_cfg.keys())}, sort_keys=True, default=str)
+    items = {k: audio_cfg[k] for k in sorted(audio_cfg.keys())}
+    weights = audio_cfg.get("hubert_weights", "") if audio_cfg.get("frontend") == "hubert" else ""
+    if weights and os.path.isfile(weights):  # new weights at the same path give new features
+        items["hubert_weights_stat"] = [os.path.getsize(weights), os.path.getmtime(weights)]
+    items = json.dumps(items, sort_keys=True, default=str)
     return hashlib.sha1(items.encode()).hexdigest()[:10]
 
 
@@ -81,10 +85,8 @@ def load_clips(path: str, audio_cfg, *, progress: bool = True) -> ClipSet:
     """Reads every clip of `path` with its audio features (computed once and cached)."""
     from jaxmoda.data import synthtalk
     from jaxmoda.moda import audio as audio_lib
-    if audio_cfg.frontend != "logmel":
-        raise NotImplementedError("the HuBERT front end needs imported HuBERT weights, which jaxmoda cannot load "
-                                  "yet; use config.audio.frontend='logmel'")
-    settings = audio_lib.AudioSettings.from_config(audio_cfg)
+    from jaxmoda.moda.frontend import make_frontend
+    audio_lib.AudioSettings.from_config(audio_cfg)  # checks the keys
     cache = os.path.join(path, f"features-{_settings_hash(audio_cfg)}.npz")
     if os.path.isfile(cache):
         with np.load(cache, allow_pickle=False) as f:
@@ -93,6 +95,7 @@ def load_clips(path: str, audio_cfg, *, progress: bool = True) -> ClipSet:
         return ClipSet(extras=extras, **arrays)
     from array_record.python.array_record_module import ArrayRecordReader
     from tqdm.auto import tqdm
+    features_of = make_frontend(audio_cfg)
     feats, motion, offsets, emotion, identity, split, extras = [], [], [0], [], [], [], []
     shards = synthtalk.list_shards(path)
     total = sum(json.load(open(os.path.join(path, "metadata.json"))).get("counts", {}).values()) or None
@@ -102,7 +105,7 @@ def load_clips(path: str, audio_cfg, *, progress: bool = True) -> ClipSet:
         reader = ArrayRecordReader(shard)
         for record in reader.read_all():
             clip = synthtalk.read_clip(record)
-            f = audio_lib.audio_features(clip["audio"], settings)
+            f = features_of(clip["audio"])
             m = np.asarray(clip["motion"], np.float32)
             t = min(len(f), len(m))
             feats.append(f[:t].astype(np.float16))

@@ -61,7 +61,8 @@ class MoDATask:
             raise ConfigError(f"config.audio: {e}") from None
         self.frontend = config.audio.frontend
         if self.frontend == "hubert":  # MoDA stacks HuBERT-base hidden states 1..12
-            self.audio_layers, self.audio_channels = 12, 768
+            from jaxmoda.moda.frontend import hubert_shape
+            self.audio_layers, self.audio_channels = hubert_shape(config.audio)
         else:
             self.audio_layers, self.audio_channels = feature_shape(self.audio)
         lw = config.moda.loss
@@ -70,6 +71,14 @@ class MoDATask:
                 raise ConfigError(f"config.moda.loss.groups has {g!r}; choose from {', '.join(GROUPS)}")
         self.dims = {g: jnp.asarray(group_dims(g)) for g in lw.groups}
         self._stats = None
+        self._frontend = None
+
+    def audio_features(self, wave16k) -> np.ndarray:
+        """Per-frame audio features [T, L, C] of 16-kHz mono samples, by the configured front end."""
+        if self._frontend is None:
+            from jaxmoda.moda.frontend import make_frontend
+            self._frontend = make_frontend(self.config.audio)
+        return self._frontend(wave16k)
 
     @property
     def window(self) -> int:
