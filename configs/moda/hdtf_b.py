@@ -2,7 +2,7 @@
 HuBERT-base audio front end (12 layers x 768 per frame), for accelerators.
 
 python -m jaxmoda.train --config configs/moda/hdtf_b.py --workdir /mnt/gcs/BUCKET/moda_b \\
-    --config.data_dir=RECORDS_DIR --config.audio.hubert_weights=hubert_base.npz
+    --config.data_dir=RECORDS_DIR --config.audio.hubert_weights=chinese-hubert-base/pytorch_model.bin
 Training recipe where the paper is silent (moda.md 4.2): AdamW 1e-4, 2k warm-up then cosine, wd 0.01,
 betas (0.9, 0.99), clip 1, batch 256 windows, EMA 0.999, bf16.
 """

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 
 import numpy as np
@@ -119,3 +119,92 @@ def probe(path: str | os.PathLike) -> dict:
         if info["audio_codec"]:
             info["audio_seconds"] = info["audio_samples"] / float(info["sample_rate"])
     return info
+
+
+def _open(path: str):
+    av = _av()
+    if os.path.getsize(path) == 0:
+        raise DataError(f"{path} is empty (0 bytes)")
+    try:
+        container = av.open(path)
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path} is not a readable video ({type(e).__name__}: {str(e)[:120]})") from None
+    if not container.streams.video:
+        container.close()
+        raise DataError(f"{path} has no video stream")
+    return container
+
+
+def _upright(frame) -> np.ndarray:
+    """RGB uint8 of a decoded frame turned upright by its display matrix (phone videos), in 90° steps."""
+    img = frame.to_ndarray(format="rgb24")
+    turns = int(round(float(getattr(frame, "rotation", 0) or 0) / 90.0)) % 4
+    return np.ascontiguousarray(np.rot90(img, k=turns)) if turns else img
+
+
+def frame_times(path: str | os.PathLike) -> tuple[np.ndarray, float]:
+    """(presentation time in seconds of every video frame, in decode order, end time of the last frame)."""
+    path = os.fspath(path)
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        times = []
+        for packet in container.demux(stream):
+            if packet.pts is not None and packet.size:
+                times.append(float(packet.pts * packet.time_base))
+    if not times:
+        raise DataError(f"{path} has no video frames")
+    times = np.sort(np.asarray(times, np.float64))
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0 / 25.0
+    return times, float(times[-1] + step)
+
+
+def resample_indices(times: np.ndarray, end: float, fps: float) -> np.ndarray:
+    """For each output frame i at time times[0] + i / fps (i < (end - times[0]) * fps), the index of the
+    source frame shown then: the last one starting at or before it. Constant and variable frame rates alike."""
+    n = int(np.floor((end - times[0]) * fps + 1e-6))
+    t_out = times[0] + np.arange(n) / fps
+    return np.clip(np.searchsorted(times, t_out + 1e-6, side="right") - 1, 0, len(times) - 1)
+
+
+def frames_at(path: str | os.PathLike, indices: np.ndarray, transform=None) -> Iterator[np.ndarray]:
+    """Decodes a video once and yields, for each entry of `indices` (non-decreasing source frame indices
+    in presentation order), that frame upright, passed through `transform` (computed once per source frame)."""
+    path = os.fspath(path)
+    indices = np.asarray(indices)
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        k = 0
+        for j, frame in enumerate(container.decode(stream)):
+            if k >= len(indices):
+                break
+            if indices[k] != j:
+                continue
+            out = _upright(frame)
+            out = transform(out, j) if transform else out
+            while k < len(indices) and indices[k] == j:
+                yield out
+                k += 1
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int = 16000) -> tuple[np.ndarray, float] | None:
+    """(mono float32 samples at `sample_rate`, start time in seconds) of the first audio stream, or None."""
+    av = _av()
+    path = os.fspath(path)
+    with _open(path) as container:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=int(sample_rate))
+        parts, start = [], None
+        for frame in container.decode(stream):
+            if start is None:
+                start = float(frame.time) if frame.time is not None else 0.0
+            for out in resampler.resample(frame):
+                parts.append(out.to_ndarray().reshape(-1))
+        for out in resampler.resample(None):
+            parts.append(out.to_ndarray().reshape(-1))
+    if not parts:
+        return None
+    return np.concatenate(parts).astype(np.float32), float(start or 0.0)
