@@ -187,3 +187,176 @@ def test_convert_command_writes_a_run_that_samples(tmp_path):
     write_torch_zip(weights, sd)
     with pytest.raises(CheckpointError, match=r"1 of the wrong shape \(e.g. blocks.0.mlp.fc1.weight"):
         main(["dit", "--weights", str(weights), "--config", TINY, "--out", str(tmp_path / "other"), *overrides])
+
+
+# --- MoDA motion generator -------------------------------------------------------------------------
+MD, MH, AL, AC, T = 32, 2, 2, 8, 6   # width, heads, audio layers, audio channels, frames
+
+
+def official_moda_state(seed=0, depths=(1, 1, 1)):
+    """A state dict in the released TalkingHeadDiT layout (`talking_head_dit.` keys), small."""
+    rng = np.random.default_rng(seed)
+    f = lambda *s: (0.2 * rng.standard_normal(s)).astype(np.float32)
+    d, hd, hid = MD, MD // MH, 4 * MD
+    sd = {}
+    for name, n_in in (("motion_embedder", 140), ("identity_embedder", 63), ("time_embedder", 256)):
+        sd.update({f"{name}.mlp.0.weight": f(d, n_in), f"{name}.mlp.0.bias": f(d),
+                   f"{name}.mlp.2.weight": f(d, d), f"{name}.mlp.2.bias": f(d)})
+    sd.update({"audio_embedder.proj1.weight": f(d, AL * AC), "audio_embedder.proj1.bias": f(d),
+               "audio_embedder.proj2.weight": f(d, d), "audio_embedder.proj2.bias": f(d),
+               "audio_embedder.proj3.weight": f(d, d), "audio_embedder.proj3.bias": f(d),
+               "audio_embedder.norm.weight": 1 + f(d), "emo_embedder.embedding_table.weight": f(9, d)})
+
+    def stream(prefix, names):
+        qkv, q, k, proj, mlp, ada = names
+        sd.update({f"{prefix}.{qkv}.weight": f(3 * d, d), f"{prefix}.{qkv}.bias": f(3 * d),
+                   f"{prefix}.{q}.weight": 1 + f(hd), f"{prefix}.{k}.weight": 1 + f(hd),
+                   f"{prefix}.{proj}.weight": f(d, d), f"{prefix}.{proj}.bias": f(d),
+                   f"{prefix}.{mlp}.fc1.weight": f(hid, d), f"{prefix}.{mlp}.fc1.bias": f(hid),
+                   f"{prefix}.{mlp}.fc2.weight": f(d, hid), f"{prefix}.{mlp}.fc2.bias": f(d),
+                   f"{prefix}.{ada}.1.weight": f(6 * d, d), f"{prefix}.{ada}.1.bias": f(6 * d)})
+    for i in range(depths[0]):
+        stream(f"blocks4.{i}", MODA_NAMES[0])
+        for j in (1, 2, 3):
+            stream(f"blocks4.{i}", moda_names(j, True))
+    for i in range(depths[1]):
+        stream(f"blocks2.{i}", MODA_NAMES[0])
+        stream(f"blocks2.{i}", moda_names(1, False))
+    for i in range(depths[2]):
+        b = f"blocks.{i}"
+        sd.update({f"{b}.attn1.xs_q_norm.weight": 1 + f(hd), f"{b}.attn1.xs_k_norm.weight": 1 + f(hd),
+                   f"{b}.qkv_xs.weight": f(3 * d + hid, d), f"{b}.qkv_xs.bias": f(3 * d + hid),
+                   f"{b}.linear2.weight": f(d, d + hid), f"{b}.linear2.bias": f(d),
+                   f"{b}.adaLN_modulation_xs.1.weight": f(3 * d, d), f"{b}.adaLN_modulation_xs.1.bias": f(3 * d)})
+    sd.update({"final_layer.linear.weight": f(70, d), "final_layer.linear.bias": f(70),
+               "final_layer.adaLN_modulation.1.weight": f(2 * d, d), "final_layer.adaLN_modulation.1.bias": f(2 * d)})
+    out = {f"talking_head_dit.{k}": v for k, v in sd.items()}
+    out["scheduler.sigmas"] = np.arange(1, 1001, dtype=np.float32) / 1000
+    return out
+
+
+MODA_NAMES = [("attn1.qkv_xs", "attn1.xs_q_norm", "attn1.xs_k_norm", "attn1.xs_proj", "xs_mlp", "adaLN_modulation_xs")]
+
+
+def moda_names(j, four):
+    s = str(j) if four else ""
+    return (f"attn1.qkv_au{s}", f"attn1.au_q_norm{s}", f"attn1.au_k_norm{s}", f"attn1.au_proj{s}", f"audio_mlp{s}",
+            f"adaLN_modulation_audio{s}")
+
+
+def official_moda_forward(sd, x_t, sigma, prefix, audio, emo, ident, depths=(1, 1, 1)):
+    """The released TalkingHeadDiT forward in NumPy: interleaved-pair RoPE (base 256), affine qk and
+    audio RMSNorms, fused single-stream projections."""
+    sd = {k.replace("talking_head_dit.", ""): v for k, v in sd.items()}
+    d, h, hd = MD, MH, MD // MH
+    lin = lambda v, n: v @ sd[f"{n}.weight"].T + sd[f"{n}.bias"]
+    silu = lambda v: v / (1 + np.exp(-v))
+    gelu = lambda v: 0.5 * v * (1 + np.tanh(np.sqrt(2 / np.pi) * (v + 0.044715 * v ** 3)))
+    rms = lambda v, eps=1e-6: v / np.sqrt(np.mean(v * v, -1, keepdims=True) + eps)
+    mod = lambda v, shift, scale: v * (1 + scale[:, None]) + shift[:, None]
+    b, n = x_t.shape[:2]
+    mlp2 = lambda v, name: lin(silu(lin(v, f"{name}.mlp.0")), f"{name}.mlp.2")
+    m = mlp2(np.concatenate([np.broadcast_to(prefix[:, None], x_t.shape), x_t], -1), "motion_embedder")
+    a = lin(np.maximum(lin(np.maximum(lin(audio.reshape(b, n, -1), "audio_embedder.proj1"), 0),
+                           "audio_embedder.proj2"), 0), "audio_embedder.proj3")
+    a = rms(a) * sd["audio_embedder.norm.weight"]
+    emb = sd["emo_embedder.embedding_table.weight"][emo]
+    e, i = np.repeat(emb[:, None], n, 1), np.repeat(mlp2(ident, "identity_embedder")[:, None], n, 1)
+    freqs = np.exp(-np.log(10000) * np.arange(128) / 128)
+    args = sigma[:, None] * 1000 * freqs[None]
+    c = mlp2(np.concatenate([np.cos(args), np.sin(args)], -1), "time_embedder") + emb
+
+    def rope(x, pos):  # x [B, N, H, hd]; pairs (2k, 2k+1)
+        ang = pos[:, None] * (256.0 ** (-np.arange(0, hd, 2) / hd))[None]
+        cos, sin = np.cos(ang)[None, :, None], np.sin(ang)[None, :, None]
+        x0, x1 = x[..., 0::2], x[..., 1::2]
+        out = np.empty_like(x)
+        out[..., 0::2], out[..., 1::2] = x0 * cos - x1 * sin, x0 * sin + x1 * cos
+        return out
+
+    def heads(y, qn, kn, pos):
+        y = y.reshape(b, -1, 3, h, hd)
+        q, k, v = rms(y[:, :, 0], 1e-5) * sd[f"{qn}.weight"], rms(y[:, :, 1], 1e-5) * sd[f"{kn}.weight"], y[:, :, 2]
+        return (rope(q, pos), rope(k, pos), v) if pos is not None else (q, k, v)
+
+    def attend(q, k, v):
+        s = np.einsum("bnhd,bmhd->bhnm", q, k) / np.sqrt(hd)
+        p = np.exp(s - s.max(-1, keepdims=True))
+        return np.einsum("bhnm,bmhd->bnhd", p / p.sum(-1, keepdims=True), v).reshape(b, -1, d)
+
+    def multi(xs, block, names, poss):
+        mods, parts = [], []
+        for x, (qkv, qn, kn, _, _, ada), pos in zip(xs, names, poss):
+            md = np.split(lin(silu(c), f"{block}.{ada}.1"), 6, -1)
+            mods.append(md)
+            parts.append(heads(lin(mod(rms(x), md[0], md[1]), f"{block}.{qkv}"), f"{block}.{qn}", f"{block}.{kn}", pos))
+        o = attend(*(np.concatenate([p[j] for p in parts], 1) for j in range(3)))
+        out, start = [], 0
+        for x, (_, _, _, proj, mlp, _), md in zip(xs, names, mods):
+            x = x + md[2][:, None] * lin(o[:, start:start + x.shape[1]], f"{block}.{proj}")
+            start += x.shape[1]
+            x = x + md[5][:, None] * lin(gelu(lin(mod(rms(x), md[3], md[4]), f"{block}.{mlp}.fc1")), f"{block}.{mlp}.fc2")
+            out.append(x)
+        return out
+
+    pos = np.arange(n, dtype=np.float64)
+    pos3 = np.tile(pos, 3)
+    for k in range(depths[0]):
+        m, a, e, i = multi([m, a, e, i], f"blocks4.{k}", MODA_NAMES + [moda_names(j, True) for j in (1, 2, 3)],
+                           [pos, pos, None, None])
+    cnd = np.concatenate([a, e, i], 1)
+    for k in range(depths[1]):
+        m, cnd = multi([m, cnd], f"blocks2.{k}", MODA_NAMES + [moda_names(1, False)], [pos, pos3])
+    x = np.concatenate([m, cnd], 1)
+    for k in range(depths[2]):
+        blk = f"blocks.{k}"
+        shift, scale, gate = np.split(lin(silu(c), f"{blk}.adaLN_modulation_xs.1"), 3, -1)
+        y = lin(mod(rms(x), shift, scale), f"{blk}.qkv_xs")
+        o = attend(*heads(y[..., :3 * d], f"{blk}.attn1.xs_q_norm", f"{blk}.attn1.xs_k_norm", np.concatenate([pos, pos3])))
+        x = x + gate[:, None] * lin(np.concatenate([o, gelu(y[..., 3 * d:])], -1), f"{blk}.linear2")
+    shift, scale = np.split(lin(silu(c), "final_layer.adaLN_modulation.1"), 2, -1)
+    return lin(mod(rms(x[:, :n]), shift, scale), "final_layer.linear")
+
+
+def test_imported_moda_generator_computes_the_released_forward():
+    from jaxmoda.convert import moda as moda_convert
+    from jaxmoda.moda.dit import MotionDiT
+    graphdef, abstract = abstract_model(lambda r: MotionDiT(hidden=MD, num_heads=MH, audio_layers=AL, audio_channels=AC,
+                                                            four_stream_depth=1, two_stream_depth=1, single_depth=1,
+                                                            rngs=r))
+    sd = official_moda_state()
+    params, summary = moda_convert.convert(sd, nnx.to_pure_dict(abstract), num_heads=MH)
+    assert "ignored 1 under scheduler" in summary and "null_audio, null_prefix not in the file" in summary
+    nnx.replace_by_pure_dict(abstract, jax.tree.map(jnp.asarray, unflatten(params)))
+    model = nnx.merge(graphdef, abstract)
+    rng = np.random.default_rng(5)
+    x_t, prefix = rng.standard_normal((2, T, 70)), rng.standard_normal((2, 70))
+    audio, ident = rng.standard_normal((2, T, AL, AC)), rng.standard_normal((2, 63))
+    sigma, emo = np.array([0.3, 0.9]), np.array([2, 8])
+    want = official_moda_forward(sd, x_t, sigma, prefix, audio, emo, ident)
+    cond = {"prefix": jnp.asarray(prefix, jnp.float32), "prefix_on": jnp.ones(2, bool),
+            "audio": jnp.asarray(audio, jnp.float32), "audio_on": jnp.ones(2, bool),
+            "emotion": jnp.asarray(emo), "identity": jnp.asarray(ident, jnp.float32)}
+    got = model(jnp.asarray(x_t, jnp.float32), jnp.asarray(sigma, jnp.float32), cond)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=2e-3, atol=2e-3)
+    bad = dict(sd)
+    del bad["talking_head_dit.blocks4.0.attn1.au_q_norm2.weight"]
+    with pytest.raises(CheckpointError, match=r"1 missing \(e.g. blocks4.0.attn1.au_q_norm2.weight\)"):
+        moda_convert.convert(bad, nnx.to_pure_dict(abstract), num_heads=MH)
+
+
+def test_convert_command_imports_a_moda_generator_that_generates(tmp_path):
+    from jaxmoda.convert.__main__ import main
+    from jaxmoda.train.sampling import load_for_sampling
+    from tests.helpers import ROOT, write_torch_zip
+    weights = tmp_path / "net-200.pth"
+    write_torch_zip(weights, official_moda_state(depths=(1, 1, 1)))
+    over = ["--config.model.hidden=32", "--config.model.num_heads=2", "--config.model.four_stream_depth=1",
+            "--config.model.two_stream_depth=1", "--config.model.single_depth=1", "--config.audio.frontend=logmel",
+            "--config.audio.n_mels=7", "--config.audio.use_f0=false", "--config.audio.use_delta=true"]
+    out = tmp_path / "moda_imported"
+    assert main(["moda", "--weights", str(weights), "--config", f"{ROOT}/configs/moda/tiny.py", "--out", str(out),
+                 *over]) == 0
+    task, _, ema, _, _ = load_for_sampling(str(out))
+    assert (task.audio_layers, task.audio_channels) == (AL, AC)  # 2 x (7 mels + energy)
+    np.testing.assert_array_equal(np.asarray(ema["null_prefix"]), 0)

@@ -5,9 +5,14 @@ and their signature), which `python -m jaxmoda.sample --workdir RUN`, `jaxmoda.e
 `jaxmoda.export` load like a trained run. Weight files are read without running their pickles
 (.pt/.pth/.bin through jaxmoda.eval.torchfile, or .safetensors / .npz); every key and shape is checked.
 
-Kinds: dit (facebookresearch/DiT layout; the released models are DDPM ε-predictors, so the config is
-switched to objective.name=ddpm with 1000 linear-beta steps unless --keep-objective). HuBERT /
-wav2vec2-base weights need no import step: point config.audio.hubert_weights at the Hugging Face file.
+Kinds:
+  dit   facebookresearch/DiT layout (DiT-XL-2-256x256.pt); the released models are DDPM ε-predictors, so
+        the config is switched to objective.name=ddpm with 1000 linear-beta steps unless --keep-objective.
+  moda  the released MoDA motion generator (net-200.pth, `talking_head_dit.*`) into a MotionDiT config
+        (configs/moda/hdtf_b.py). Motion is normalised with the config's moda.motion_mean / motion_std:
+        set them to the statistics the weights were trained with.
+HuBERT / wav2vec2-base weights need no import step: point config.audio.hubert_weights at the
+Hugging Face file.
 """
 
 from __future__ import annotations
@@ -19,29 +24,33 @@ from jaxmoda.errors import ConfigError, cli_main
 from jaxmoda.logs import setup_logging
 
 
-def import_dit(weights: str, config, out: str) -> str:
+def import_run(kind: str, weights: str, config, out: str) -> str:
     from flax import nnx
 
     from jaxmoda.config import to_json
-    from jaxmoda.convert import dit
     from jaxmoda.convert.core import unflatten
     from jaxmoda.eval.weights import read_state_dict
     from jaxmoda.io.atomic import atomic_path
     from jaxmoda.tasks import get_task
     from jaxmoda.train.checkpoint import export_params, param_signature
     from jaxmoda.train.state import abstract_model
-    if config.model.name != "dit":
-        raise ConfigError(f"the dit importer needs a DiT config (model.name='dit'), got {config.model.name!r}")
+    if config.model.name != kind:
+        raise ConfigError(f"the {kind} importer needs a config with model.name={kind!r}, got {config.model.name!r}")
     m = config.model
     _, abstract = abstract_model(get_task(config).build_model)
     pure = nnx.to_pure_dict(abstract)
-    flat, summary = dit.convert(read_state_dict(weights), pure, num_heads=m.num_heads, patch_size=m.patch_size,
-                                in_channels=m.in_channels, grid=m.input_size // m.patch_size)
-    params = unflatten(flat)
+    state = read_state_dict(weights)
+    if kind == "dit":
+        from jaxmoda.convert import dit
+        flat, summary = dit.convert(state, pure, num_heads=m.num_heads, patch_size=m.patch_size,
+                                    in_channels=m.in_channels, grid=m.input_size // m.patch_size)
+    else:
+        from jaxmoda.convert import moda
+        flat, summary = moda.convert(state, pure, num_heads=m.num_heads)
     os.makedirs(out, exist_ok=True)
-    meta = {"model_name": "dit", "params": param_signature(pure), "step": 0, "imported_from": os.path.abspath(weights),
+    meta = {"model_name": kind, "params": param_signature(pure), "step": 0, "imported_from": os.path.abspath(weights),
             "config": config.to_dict()}
-    export_params(os.path.join(out, "export"), params, meta)
+    export_params(os.path.join(out, "export"), unflatten(flat), meta)
     with atomic_path(os.path.join(out, "config.json")) as tmp, open(tmp, "w") as f:
         f.write(to_json(config))
     return summary
@@ -52,7 +61,7 @@ def main(argv: list[str]) -> int:
     overrides, rest = split_overrides(argv)
     parser = argparse.ArgumentParser(prog="python -m jaxmoda.convert", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kind", choices=["dit"])
+    parser.add_argument("kind", choices=["dit", "moda"])
     parser.add_argument("--weights", required=True, help="the released weights file (.pt, .pth, .bin, .safetensors)")
     parser.add_argument("--config", required=True, help="the jaxmoda config of the same architecture")
     parser.add_argument("--out", required=True, help="the run folder to write (config.json + export/)")
@@ -62,10 +71,10 @@ def main(argv: list[str]) -> int:
     if os.path.isdir(os.path.join(args.out, "checkpoints")):
         raise ConfigError(f"{args.out} holds a training run's checkpoints; import into a new folder")
     config = load_config(args.config, overrides)
-    if not args.keep_objective:  # DiT's DDPM: 1000 linear-beta steps, sampled with DDIM by default
+    if args.kind == "dit" and not args.keep_objective:  # DiT's DDPM: 1000 linear-beta steps, sampled with DDIM by default
         config.objective.update({"name": "ddpm", "sampler": "auto", "sample_shift": 1.0, "num_train_timesteps": 1000,
                                  "beta_start": 1e-4, "beta_end": 0.02})
-    summary = import_dit(args.weights, config, args.out)
+    summary = import_run(args.kind, args.weights, config, args.out)
     print(f"imported {args.weights} into {args.out} ({summary}); sample it with "
           f"python -m jaxmoda.sample --workdir {args.out}")
     return 0

@@ -2,7 +2,7 @@
 
 Four token streams of one window of T frames (T = 80 at 25 fps):
   motion    concat(prefix frame broadcast, noisy x_t) [T, 2*70] -> Linear, SiLU, Linear
-  audio     per-frame features [T, L, C] (log-mel or HuBERT layers) flattened -> 3-layer ReLU MLP -> RMSNorm
+  audio     per-frame features [T, L, C] (log-mel or HuBERT layers) flattened -> 3-layer ReLU MLP -> RMSNorm (affine)
   emotion   label in 0..E-1 (E = null) -> embedding, repeated over T
   identity  canonical keypoints x_c [63] -> Linear, SiLU, Linear, repeated over T
 and a global conditioning c = time embedding + emotion embedding feeding every adaLN.
@@ -138,11 +138,13 @@ class AudioProjector(nnx.Module):
         self.fc1 = dense(layers * channels, dim, ("patch", "embed"), **kw)
         self.fc2 = dense(dim, dim, ("mlp", "embed"), **kw)
         self.fc3 = dense(dim, dim, ("mlp", "embed"), **kw)
+        self.norm_scale = nnx.Param(jnp.ones((dim,), param_dtype))  # the released model's RMSNorm is affine
 
     def __call__(self, a_btlc: jax.Array) -> jax.Array:
         b, t = a_btlc.shape[:2]
         h = jax.nn.relu(self.fc1(a_btlc.reshape(b, t, -1)))
-        return rms_norm(self.fc3(jax.nn.relu(self.fc2(h))))
+        y = rms_norm(self.fc3(jax.nn.relu(self.fc2(h))))
+        return y * self.norm_scale[...].astype(y.dtype)
 
 
 class MotionDiT(nnx.Module):
