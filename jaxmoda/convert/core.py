@@ -53,6 +53,16 @@ class StateReader:
         if keys:
             self.ignored[prefix] = (len(keys), why)
 
+    def check(self) -> None:
+        """Raises once for source-side problems (missing, unexpected, wrong-shape keys)."""
+        problems = []
+        for label, items in (("missing", sorted(set(self.missing))), ("unexpected", sorted(set(self.state) - self.used)),
+                             ("of the wrong shape", self.wrong)):
+            if items:
+                problems.append(f"{len(items)} {label} (e.g. {items[0]})")
+        if problems:
+            raise CheckpointError(f"not a {self.what} state dict: " + "; ".join(problems))
+
     def finish(self, produced: dict[str, np.ndarray], target: dict[str, Any]) -> dict[str, np.ndarray]:
         """Checks `produced` against the abstract `target` ({path: array-like with .shape}); raises once."""
         problems = []
