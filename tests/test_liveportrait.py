@@ -3,7 +3,6 @@ the published architecture; totals checked against the sizes the released module
 batch-norm / spectral-norm folds, the layout helpers, and a forward at 128 px with random weights."""
 
 import math
-import zipfile
 
 import jax
 import jax.numpy as jnp
