@@ -60,6 +60,20 @@ def load_portrait(path: str) -> np.ndarray:
         raise DataError(f"portrait {path!r} is not a readable image ({e}); pass a PNG or JPEG file") from None
 
 
+def load_liveportrait(folder: str) -> Loaded:
+    """LivePortrait's released renderer (jaxmoda.moda.render.liveportrait) as a renderer for `talk`:
+    256-px crops in, its 512-px output averaged down to 256."""
+    import types
+
+    import jax
+    import jax.numpy as jnp
+
+    from jaxmoda.moda.render import liveportrait as lp
+    params = jax.tree.map(jnp.asarray, lp.load(folder))
+    mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("data",))
+    return Loaded(types.SimpleNamespace(image_size=256, kind="liveportrait"), None, params, mesh, ())
+
+
 def _renderer_fns(run: Loaded):
     """Jitted (extract, render_batch) for a renderer run, cached on its task."""
     import jax
@@ -67,6 +81,19 @@ def _renderer_fns(run: Loaded):
 
     from jaxmoda.moda.render.model import render_frames
     cache = run.task.__dict__.setdefault("_talk_fns", {})
+    if not cache and getattr(run.task, "kind", "") == "liveportrait":
+        from jaxmoda.moda.render import liveportrait as lp
+
+        def extract(params, image):
+            info = lp.motion_info(params["M"], (image + 1.0) / 2.0)
+            return info["kp"], lp.source_motion(info)
+
+        def render(params, source, x_c, source_motion, driving):
+            out = lp.reenact(params, (source + 1.0) / 2.0, x_c, source_motion, driving)
+            b, h, w, c = out.shape
+            return out.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4)) * 2.0 - 1.0
+
+        cache["extract"], cache["render"] = jax.jit(extract), jax.jit(render)
     if not cache:
         def extract(params, image):
             return nnx.merge(run.graphdef, params).extract(image)
@@ -156,7 +183,10 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m jaxmoda.talk", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--motion-workdir", required=True, help="a trained MoDA motion-generator run")
-    parser.add_argument("--renderer-workdir", required=True, help="a trained renderer run")
+    render_from = parser.add_mutually_exclusive_group(required=True)
+    render_from.add_argument("--renderer-workdir", help="a trained renderer run")
+    render_from.add_argument("--liveportrait", help="a folder with LivePortrait's five released .pth files "
+                             "(jaxmoda.moda.render.liveportrait)")
     parser.add_argument("--image", required=True, help="portrait (PNG/JPEG) with one face")
     parser.add_argument("--audio", required=True, help="speech (WAV/FLAC/OGG, any rate, mono or stereo)")
     parser.add_argument("--out", default="talk.mp4")
@@ -181,14 +211,17 @@ def main(argv: list[str]) -> int:
         raise DataError(f"audio {args.audio!r} is shorter than one video frame (40 ms); pass a longer recording")
     from jaxmoda.train.sampling import read_run_config
     runs = {}
-    for flag, path, kind in (("--motion-workdir", args.motion_workdir, "moda"),
-                             ("--renderer-workdir", args.renderer_workdir, "renderer")):
+    checks = [("--motion-workdir", args.motion_workdir, "moda")]
+    if args.renderer_workdir:
+        checks.append(("--renderer-workdir", args.renderer_workdir, "renderer"))
+    for flag, path, kind in checks:
         runs[kind] = read_run_config(path)     # cheap checks before any checkpoint is read
         if runs[kind].model.name != kind:
             raise ConfigError(f"{flag} {path} trained a {runs[kind].model.name!r} model; pass a {kind!r} run there")
     emo = emotion_id(args.emotion, runs["moda"].moda.emotions, int(runs["moda"].model.num_emotions))
     motion_run = load_run(args.motion_workdir, "moda")
-    renderer = load_run(args.renderer_workdir, "renderer")
+    renderer = load_run(args.renderer_workdir, "renderer") if args.renderer_workdir else \
+        load_liveportrait(args.liveportrait)
     out = talk(motion_run, renderer, portrait, wave, emotion=emo, seed=args.seed, cfg_audio=args.cfg_audio,
                cfg_emotion=args.cfg_emotion, steps=args.steps, batch=args.batch)
     paste = not args.no_paste_back

@@ -190,3 +190,19 @@ def test_forward_at_128_pixels(released):
     assert img.shape == (1, 256, 256, 3) and float(img.min()) >= 0 and float(img.max()) <= 1
     kp_d = lp.stitch(params["S"], kp, kp + 0.05)
     assert kp_d.shape == (1, 21, 3) and float(jnp.abs(kp_d - kp - 0.05).max()) > 0
+
+
+def test_reenact_drives_one_source_with_several_motions_and_talk_can_load_it(released, tmp_path):
+    from jaxmoda import talk
+    root, _ = released
+    params = jax.tree.map(jnp.asarray, lp.load(str(root)))
+    src = jnp.asarray(np.random.default_rng(2).uniform(0, 1, (1, 128, 128, 3)), jnp.float32)
+    info = lp.motion_info(params["M"], src)
+    motion = lp.source_motion(info)
+    driving = jnp.concatenate([motion, motion.at[:, -2].add(10.0)])  # the same pose, then 10 degrees more yaw
+    frames = jax.jit(lp.reenact)(params, src, info["kp"], motion, driving)
+    assert frames.shape == (2, 256, 256, 3) and float(jnp.abs(frames[0] - frames[1]).max()) > 0
+    loaded = talk.load_liveportrait(str(root))
+    assert loaded.task.image_size == 256
+    with pytest.raises(CheckpointError, match="lacks appearance_feature_extractor.pth"):
+        talk.load_liveportrait(str(tmp_path))

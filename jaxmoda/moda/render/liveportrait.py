@@ -403,3 +403,18 @@ def render(params: dict[str, dict], source01, driving_motion, *, use_stitching: 
 
 def param_count(params: Any) -> int:
     return int(sum(np.size(v) for v in jax.tree.leaves(params)))
+
+
+def reenact(params: dict[str, dict], source01, x_c, source_motion, driving_motion, *, use_stitching: bool = True):
+    """Frames [B, 2S, 2S, 3] in [0, 1] of one source [1, S, S, 3] driven by motion [B, 70], with its canonical
+    keypoints x_c [1, 21, 3] and own motion [1, 70] already read (the appearance volume is computed once)."""
+    b = driving_motion.shape[0]
+    s, d = mo.split(source_motion), mo.split(driving_motion)
+    x_s = mo.transform_keypoints(x_c, s["pose"], s["exp"], s["scale"], s["t"])
+    x_d = mo.transform_keypoints(jnp.broadcast_to(x_c, (b, KP, 3)), d["pose"], d["exp"], d["scale"], d["t"])
+    x_s = jnp.broadcast_to(x_s, x_d.shape)
+    if use_stitching:
+        x_d = stitch(params["S"], x_s, x_d)
+    vol = appearance(params["F"], source01)
+    feats = warp_features(params["W"], jnp.broadcast_to(vol, (b,) + vol.shape[1:]), x_s, x_d)
+    return generate(params["G"], feats["out"])
