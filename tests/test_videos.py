@@ -228,3 +228,25 @@ def test_cli_errors(tmp_path):
     with pytest.raises(ConfigError, match="unknown emotion 'grumpy'"):
         videos.read_emotions(str(tmp_path / "labels.csv"))
     assert os.path.basename(videos.part_name("x/y z.mp4")).startswith("x_y_z-")
+
+
+def test_records_make_a_renderer_frame_set(video_dir, trained_renderer, monkeypatch):
+    from jaxmoda.moda.render.data import load_face_set, pair_batch
+    root, _ = video_dir
+    out = root / "records"
+    if not (out / "metadata.json").exists():  # written by the test above when run first
+        opts = videos.Options(size=SIZE, clip_seconds=4.0, eval_fraction=0.0, detect=False)
+        videos.run(str(root / "in"), str(out), videos.MotionExtractor.from_module(trained_renderer, SIZE), opts, {},
+                   progress=False)
+        videos.finalize(str(out), opts)
+    monkeypatch.setenv("JAXMODA_CACHE", str(root / "cache"))  # a private cache for the frame set
+    config = load_test_config("configs/moda/renderer_records_256.py", {}, model__image_size=16,
+                              render__records=str(out), render__train_identities=3, render__frames_per_identity=4)
+    fs = load_face_set(config, "train", progress=False)
+    assert len([p for p in os.listdir(root / "cache") if p.startswith("records-faces-train-")]) == 1  # cached
+    assert fs.frames.shape == (3, 4, 16, 16, 3) and fs.motion.shape == (3, 4, 70) and fs.x_c.shape == (3, 21, 3)
+    b = pair_batch(fs, np.random.default_rng(0), 5)
+    assert b["source"].shape == (5, 16, 16, 3) and np.isfinite(b["driving_motion"]).all()
+    config.render.train_identities = 9
+    with pytest.raises(ConfigError, match="has 3 train clips; config.render.train_identities asks for 9"):
+        load_face_set(config, "train", progress=False)

@@ -22,6 +22,7 @@ def render_group(**overrides):
         "train_identities": 400,   # SynthFaces training faces (synthfaces.TRAIN_IDENTITIES)
         "eval_identities": 64,     # held-out faces (synthfaces.EVAL_IDENTITIES)
         "frames_per_identity": 16,
+        "records": "",             # records of python -m jaxmoda.data.videos: one clip = one identity (else SynthFaces)
         "kp_from": "true",         # 'true': labelled keypoints; 'extracted': the motion extractor's (end to end)
         "l1_weight": 1.0,
         "lpips_weights": "",       # .npz of VGG16 + LPIPS heads (jaxmoda.nn.perceptual); empty = no perceptual term

@@ -120,8 +120,47 @@ def _read_set(path: str) -> FaceSet:
     return FaceSet(**arrays)
 
 
+def records_face_set(records: str, split: str, identities: int, frames: int, size: int, *,
+                     frames_out: np.ndarray | None = None, progress: bool = True) -> FaceSet:
+    """A frame set from `python -m jaxmoda.data.videos` records: each clip of `split` is one identity (its
+    first `identities` clips), `frames` frames evenly spaced over it, crops resized to `size`."""
+    from array_record.python.array_record_module import ArrayRecordReader
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    from jaxmoda.data import synthtalk
+    from jaxmoda.data.videos import read_frames
+    with open(os.path.join(records, synthtalk.METADATA_FILE)) as f:
+        meta = json.load(f)
+    if meta.get("source") != "videos":
+        raise DataError(f"{records} was not written by python -m jaxmoda.data.videos (no frame shards)")
+    frames_u8 = frames_out if frames_out is not None else np.empty((identities, frames, size, size, 3), np.uint8)
+    motion, x_c, n = np.zeros((identities, frames, 70), np.float32), np.zeros((identities, 21, 3), np.float32), 0
+    with tqdm(total=identities, desc=f"records {split} set", unit="clip", disable=not progress) as bar:
+        for shard in meta["shards"]:
+            clips = ArrayRecordReader(os.path.join(records, shard["file"]))
+            crops = ArrayRecordReader(os.path.join(records, shard["frames_file"]))
+            for clip_rec, frame_rec in zip(clips.read_all(), crops.read_all()):
+                clip = synthtalk.read_clip(clip_rec)
+                if clip["split"] != split or n >= identities:
+                    continue
+                idx = np.linspace(0, len(clip["motion"]) - 1, frames).round().astype(int)
+                crop = read_frames(frame_rec)
+                frames_u8[n] = np.stack([np.asarray(Image.fromarray(crop[i]).resize((size, size), Image.BILINEAR))
+                                         if crop.shape[1] != size else crop[i] for i in idx])
+                motion[n], x_c[n] = clip["motion"][idx], clip["identity"]
+                n += 1
+                bar.update(1)
+            clips.close()
+            crops.close()
+    if n < identities:
+        raise ConfigError(f"{records} has {n} {split} clips; config.render.{split}_identities asks for {identities}")
+    return FaceSet(frames=frames_u8, motion=motion, x_c=x_c, identity_id=np.arange(identities))
+
+
 def load_face_set(config, split: str, *, progress: bool = True) -> FaceSet:
-    """The training or evaluation frame set of a renderer config, rendered once and cached."""
+    """The training or evaluation frame set of a renderer config, rendered once and cached: SynthFaces,
+    or `config.render.records` (clips of real videos)."""
     from jaxmoda.data.synthfaces import EVAL_IDENTITIES, TRAIN_IDENTITIES
     from jaxmoda.moda.data import data_dir
     if split not in ("train", "eval"):
@@ -130,16 +169,36 @@ def load_face_set(config, split: str, *, progress: bool = True) -> FaceSet:
     if s["identities"] < 1 or s["frames"] < 2:
         raise ConfigError(f"config.render needs at least 1 {split} identity and 2 frames per identity "
                           f"(got {s['identities']} and {s['frames']})")
-    clips_dir = data_dir(config)
-    path = face_set_path(config, split, clips_dir)
+    records = config.render.get("records", "")
+    if records:
+        from jaxmoda.io.cache import cache_root
+        meta = os.path.join(records, "metadata.json")
+        if not os.path.isfile(meta):
+            raise DataError(f"config.render.records={records} has no metadata.json; write it with python -m "
+                            "jaxmoda.data.videos")
+        with open(meta, "rb") as f:
+            key = json.dumps(dict(s, records=hashlib.sha1(f.read()).hexdigest()), sort_keys=True)
+        path = os.path.join(cache_root(), f"records-faces-{split}-{hashlib.sha1(key.encode()).hexdigest()[:12]}")
+        ids = list(range(s["identities"]))
+
+        def build(frames_out):
+            return records_face_set(records, split, s["identities"], s["frames"], s["size"], frames_out=frames_out,
+                                    progress=progress)
+    else:
+        clips_dir = data_dir(config)
+        path = face_set_path(config, split, clips_dir)
+        pool = TRAIN_IDENTITIES if split == "train" else EVAL_IDENTITIES
+        if s["identities"] > len(pool):
+            raise ConfigError(f"config.render.{split}_identities={s['identities']} exceeds the {len(pool)} available")
+        ids = [pool[i] for i in range(s["identities"])]
+
+        def build(frames_out):
+            log.info("rendering SynthFaces %s set: %d identities x %d frames at %d px -> %s", split, len(ids),
+                     s["frames"], s["size"], path)
+            return build_face_set(_clip_motions(clips_dir, split), ids, s["frames"], s["size"],
+                                  s["seed"] + (0 if split == "train" else 1), progress=progress, frames_out=frames_out)
     if os.path.isfile(os.path.join(path, "done")):
         return _read_set(path)
-    pool = TRAIN_IDENTITIES if split == "train" else EVAL_IDENTITIES
-    if s["identities"] > len(pool):
-        raise ConfigError(f"config.render.{split}_identities={s['identities']} exceeds the {len(pool)} available")
-    ids = [pool[i] for i in range(s["identities"])]
-    log.info("rendering SynthFaces %s set: %d identities x %d frames at %d px -> %s", split, len(ids), s["frames"],
-             s["size"], path)
     # Written into a uniquely named folder and renamed into place: hosts sharing a cache folder never
     # see a partial set, and a failed render leaves nothing behind.
     tmp = f"{path}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -147,8 +206,7 @@ def load_face_set(config, split: str, *, progress: bool = True) -> FaceSet:
     try:
         shape = (len(ids), s["frames"], s["size"], s["size"], 3)
         frames = np.lib.format.open_memmap(os.path.join(tmp, "frames.npy"), mode="w+", dtype=np.uint8, shape=shape)
-        fs = build_face_set(_clip_motions(clips_dir, split), ids, s["frames"], s["size"],
-                            s["seed"] + (0 if split == "train" else 1), progress=progress, frames_out=frames)
+        fs = build(frames)
         frames.flush()
         for name in _ARRAYS[1:]:
             np.save(os.path.join(tmp, f"{name}.npy"), getattr(fs, name))
