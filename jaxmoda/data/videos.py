@@ -120,8 +120,8 @@ def track_faces(path: str, indices: np.ndarray, opts: Options) -> tuple[np.ndarr
         boxes.append(box)
     found = np.array([b is not None for b in boxes])
     if found.mean() < opts.min_face_fraction:
-        raise DataError(f"a face was found on {100 * found.mean():.0f}% of the frames "
-                        f"(needs {100 * opts.min_face_fraction:.0f}%)")
+        raise DataError(f"no face on most frames (found on {100 * found.mean():.0f}%, "
+                        f"needs {100 * opts.min_face_fraction:.0f}%)")
     arr = np.full((len(boxes), 4), np.nan)
     arr[found] = np.stack([b for b in boxes if b is not None])
     t = np.arange(len(boxes))
@@ -233,7 +233,7 @@ def process_video(path: str, rel: str, part_dir: str, extractor, opts: Options, 
     times, end = frame_times(path)
     idx = resample_indices(times, end, opts.fps)
     if len(idx) < WINDOW:
-        raise DataError(f"{len(idx)} frames at {opts.fps:g} fps, shorter than one {WINDOW}-frame window")
+        raise DataError(f"shorter than one {WINDOW}-frame window ({len(idx)} frames at {opts.fps:g} fps)")
     audio = read_audio(path, SAMPLE_RATE)
     if audio is None:
         raise DataError("no audio stream")
@@ -344,10 +344,10 @@ def run(in_dir: str, out: str, motion_extractor: str | MotionExtractor, opts: Op
                 report["hours"] += summary["seconds"] / 3600.0
                 continue
             except DataError as e:
-                reason = str(e).replace(os.path.join(in_dir, rel), os.path.basename(rel))
+                reason = str(e).replace(os.path.join(in_dir, rel) + ": ", "")
                 write_json(skipped, {"video": rel, "reason": reason})
             log.warning("skipped %s: %s", rel, reason)
-        kind = reason.split(" (")[0].split(":")[0][:80]
+        kind = reason.split(" (")[0][:80]
         report["skipped"].setdefault(kind, []).append(rel)
     report["seconds"] = round(time.perf_counter() - start, 2)
     report["timings_s"] = {k: round(v, 2) for k, v in timings.items()}

@@ -124,14 +124,14 @@ def probe(path: str | os.PathLike) -> dict:
 def _open(path: str):
     av = _av()
     if os.path.getsize(path) == 0:
-        raise DataError(f"{path} is empty (0 bytes)")
+        raise DataError(f"{path}: empty file (0 bytes)")
     try:
         container = av.open(path)
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path} is not a readable video ({type(e).__name__}: {str(e)[:120]})") from None
+        raise DataError(f"{path}: not a readable video ({type(e).__name__}: {str(e)[:120]})") from None
     if not container.streams.video:
         container.close()
-        raise DataError(f"{path} has no video stream")
+        raise DataError(f"{path}: no video stream")
     return container
 
 
@@ -153,7 +153,7 @@ def frame_times(path: str | os.PathLike) -> tuple[np.ndarray, float]:
             if packet.pts is not None and packet.size:
                 times.append(float(packet.pts * packet.time_base))
     if not times:
-        raise DataError(f"{path} has no video frames")
+        raise DataError(f"{path}: no video frames")
     times = np.sort(np.asarray(times, np.float64))
     step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0 / 25.0
     return times, float(times[-1] + step)
