@@ -61,6 +61,8 @@ class Options:
     min_face_fraction: float = 0.5
     detect: bool = True
     batch: int = 32
+    crop_scale: float = 2.0     # crop side / face-box width (jaxmoda.moda.render.face.CROP_SCALE)
+    crop_shift: float = -0.12   # crop centre offset in face-box heights (face.CENTER_SHIFT)
 
 
 def list_videos(root: str) -> list[str]:
@@ -140,7 +142,8 @@ def crops_of(path: str, indices: np.ndarray, boxes, opts: Options) -> np.ndarray
     from jaxmoda.moda.render.face import crop_transform, warp_affine
     out = np.empty((len(indices), opts.size, opts.size, 3), np.uint8)
     for i, img in enumerate(frames_at(path, indices)):
-        m = crop_transform(img.shape, opts.size, None if boxes is None else tuple(boxes[i]))
+        m = crop_transform(img.shape, opts.size, None if boxes is None else tuple(boxes[i]),
+                           scale=opts.crop_scale, shift=opts.crop_shift)
         out[i] = np.clip(np.round(warp_affine(img, m, (opts.size, opts.size))), 0, 255)
     return out
 
@@ -367,6 +370,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--clip-seconds", type=float, default=10.0)
     parser.add_argument("--eval-fraction", type=float, default=0.1)
     parser.add_argument("--no-detect", action="store_true", help="videos already framed on the face: centre crop")
+    parser.add_argument("--crop-scale", type=float, default=2.0, help="crop side / face-box width: frame faces as "
+                        "the motion extractor was trained (a SynthFaces-trained renderer: 1.23 with --crop-shift 0)")
+    parser.add_argument("--crop-shift", type=float, default=-0.12, help="crop centre offset in face-box heights")
     parser.add_argument("--batch", type=int, default=32, help="crops per motion-extractor call")
     parser.add_argument("--stats-only", action="store_true", help="rewrite statistics and metadata only")
     args = parser.parse_args(argv)
@@ -377,7 +383,7 @@ def main(argv: list[str]) -> int:
     if args.size < 32 or not 0 <= args.eval_fraction < 1:
         raise ConfigError("--size must be at least 32 and --eval-fraction in [0, 1)")
     opts = Options(fps=args.fps, size=args.size, clip_seconds=args.clip_seconds, eval_fraction=args.eval_fraction,
-                   detect=not args.no_detect, batch=args.batch)
+                   detect=not args.no_detect, batch=args.batch, crop_scale=args.crop_scale, crop_shift=args.crop_shift)
     import jax
     if not args.stats_only:
         if not args.motion_extractor:

@@ -61,10 +61,12 @@ def detect_face(image: np.ndarray) -> tuple[tuple[float, float, float, float] | 
     return (float(x), float(y), float(x + w), float(y + h)), angle
 
 
-def crop_transform(image_shape: tuple[int, ...], size: int, box=None, angle: float = 0.0) -> np.ndarray:
+def crop_transform(image_shape: tuple[int, ...], size: int, box=None, angle: float = 0.0, *,
+                   scale: float = CROP_SCALE, shift: float = CENTER_SHIFT) -> np.ndarray:
     """2 x 3 affine map from original pixels to `size` x `size` crop pixels.
 
-    With a face box: side CROP_SCALE * box width, centred CENTER_SHIFT box heights above its centre,
+    With a face box: side `scale` * box width, centred `shift` box heights above its centre (defaults
+    CROP_SCALE, CENTER_SHIFT; SynthFaces frames a face as scale 1.23, shift 0 would),
     rotated by -angle; if that square is larger than the picture's short side (the face already fills
     the picture), the largest square inside the picture nearest to that centre, unrotated. Without a
     box: the largest centred square.
@@ -75,8 +77,8 @@ def crop_transform(image_shape: tuple[int, ...], size: int, box=None, angle: flo
         cx, cy, side, angle = w / 2.0, h / 2.0, short, 0.0
     else:
         x0, y0, x1, y1 = box
-        side = CROP_SCALE * (x1 - x0)
-        cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0 + CENTER_SHIFT * (y1 - y0)
+        side = scale * (x1 - x0)
+        cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0 + shift * (y1 - y0)
         if side >= short:
             side, angle = short, 0.0
             cx = min(max(cx, side / 2.0), w - side / 2.0)
