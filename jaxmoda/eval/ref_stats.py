@@ -39,7 +39,8 @@ def main(argv: list[str]) -> int:
     from jaxmoda.io.atomic import write_npz
     parser = argparse.ArgumentParser(prog="python -m jaxmoda.eval.ref_stats", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="a config file with a data group")
+    parser.add_argument("--config", "--data", dest="config", required=True,
+                        help="a config file with a data group (a DVAE or DiT config)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--num", type=int, default=10_000)
     parser.add_argument("--split", default=None, help="data split (e.g. test), else the config's")
