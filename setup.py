@@ -20,6 +20,7 @@ CORE = [
     "tensorboardX>=2.6",
     "absl-py>=2.0",
     "flatbuffers>=24",      # jax.export serialisation (python -m jaxmoda.export, jaxmoda.serve)
+    "ml-dtypes>=0.4",       # bfloat16 storages of PyTorch weight files (a jax dependency, imported directly)
 ]
 
 EXTRAS = {
