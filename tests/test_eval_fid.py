@@ -31,8 +31,9 @@ def test_compare_against_own_statistics_and_a_shift():
     assert "inception_score" not in fid.compare({k: v for k, v in feats.items() if k != "logits"}, ref)
 
 
-def test_to_uint8_rounds_like_an_image_writer():
-    np.testing.assert_array_equal(fid.to_uint8(np.array([-1.0, -0.999, 0.0, 1.0, 2.0])), [0, 0, 128, 255, 255])
+def test_samples_are_rounded_like_an_image_writer():
+    from jaxmoda.io.images import to_uint8_images
+    np.testing.assert_array_equal(to_uint8_images(np.array([-1.0, -0.999, 0.0, 1.0, 2.0])), [0, 0, 128, 255, 255])
 
 
 def test_ref_stats_and_fid_commands_end_to_end(tmp_path):

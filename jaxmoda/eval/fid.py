@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from jaxmoda.errors import CheckpointError, ConfigError, cli_main
+from jaxmoda.io.images import to_uint8_images
 from jaxmoda.logs import setup_logging
 
 PR_FEATURES = 10_000   # reference features kept for precision/recall (as the ADM reference batches)
@@ -74,11 +75,6 @@ class FeatureExtractor:
             x = np.concatenate([x, np.repeat(x[-1:], pad, 0)])
         out = self._fn(self.params, jax.device_put(x.astype(np.float32), self.data_sharding))
         return {k: np.asarray(v)[:n] for k, v in out.items()}
-
-
-def to_uint8(images) -> np.ndarray:
-    """[-1, 1] float images -> uint8 pixels, rounded as an image writer does."""
-    return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 def extract(batches: Iterator[np.ndarray], extractor: FeatureExtractor, total: int, desc: str) -> dict[str, np.ndarray]:
@@ -171,7 +167,7 @@ def run_sampler(workdir: str, batch: int, *, seed: int, step: int | None, option
         labels = (np.arange(i * batch, (i + 1) * batch) % max(n_classes, 1)).astype(np.int32)
         with axis_rules(mesh, rules):
             images = fn(ema, jax.random.fold_in(base, i), jax.device_put(jnp.asarray(labels), labels_sharding))
-        return to_uint8(jax.device_get(images))
+        return to_uint8_images(jax.device_get(images))
 
     from jaxmoda.train.loop import saved_steps
     steps = saved_steps(workdir)

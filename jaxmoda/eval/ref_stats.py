@@ -20,7 +20,7 @@ from jaxmoda.logs import setup_logging
 def real_batches(data_cfg, num: int, batch: int, seed: int):
     """uint8 image batches of the first `num` examples of the data source, shuffled with `seed`."""
     from jaxmoda.data.pipeline import build_source
-    from jaxmoda.eval.fid import to_uint8
+    from jaxmoda.io.images import to_uint8_images
     data_cfg = data_cfg.copy_and_resolve_references()
     data_cfg.random_flip = False
     dataset, info = build_source(data_cfg, seed=seed)
@@ -29,7 +29,7 @@ def real_batches(data_cfg, num: int, batch: int, seed: int):
     order = np.random.default_rng(seed).permutation(info["num_examples"])[:num]
     for s in range(0, num, batch):
         examples = [dataset[int(i)] for i in order[s:s + batch]]
-        yield to_uint8(np.stack([e["image"] for e in examples if e is not None]))
+        yield to_uint8_images(np.stack([e["image"] for e in examples if e is not None]))
 
 
 def main(argv: list[str]) -> int:
