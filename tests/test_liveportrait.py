@@ -202,6 +202,10 @@ def test_reenact_drives_one_source_with_several_motions_and_talk_can_load_it(rel
     driving = jnp.concatenate([motion, motion.at[:, -2].add(10.0)])  # the same pose, then 10 degrees more yaw
     frames = jax.jit(lp.reenact)(params, src, info["kp"], motion, driving)
     assert frames.shape == (2, 256, 256, 3) and float(jnp.abs(frames[0] - frames[1]).max()) > 0
+    # render reads the source's keypoints and motion itself; the same frame up to float32 reordering in a
+    # deep random-weight network (a wiring error would change it everywhere).
+    diff = jnp.abs(jax.jit(lp.render)(params, src, motion) - frames[:1])
+    assert float(diff.mean()) < 1e-3 and float(diff.max()) < 2e-2
     loaded = talk.load_liveportrait(str(root))
     assert loaded.task.image_size == 256
     with pytest.raises(CheckpointError, match="lacks appearance_feature_extractor.pth"):

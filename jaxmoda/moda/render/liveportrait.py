@@ -388,17 +388,10 @@ def source_motion(info: dict) -> jax.Array:
 
 
 def render(params: dict[str, dict], source01, driving_motion, *, use_stitching: bool = True) -> jax.Array:
-    """A source portrait [B, S, S, 3] in [0, 1] re-posed to 70-d motion [B, 70] -> [B, 2S, 2S, 3] in [0, 1]
-    (S = 256 for the released weights)."""
+    """Source portraits [B, S, S, 3] in [0, 1] re-posed to 70-d motion [B, 70] -> [B, 2S, 2S, 3] in [0, 1]
+    (S = 256 for the released weights); each source's keypoints and motion are read from it."""
     info = motion_info(params["M"], source01)
-    x_c = info["kp"]
-    x_s = mo.transform_keypoints(x_c, info["pose"], info["exp"], info["scale"], info["t"])
-    d = mo.split(driving_motion)
-    x_d = mo.transform_keypoints(x_c, d["pose"], d["exp"], d["scale"], d["t"])
-    if use_stitching:
-        x_d = stitch(params["S"], x_s, x_d)
-    feats = warp_features(params["W"], appearance(params["F"], source01), x_s, x_d)
-    return generate(params["G"], feats["out"])
+    return reenact(params, source01, info["kp"], source_motion(info), driving_motion, use_stitching=use_stitching)
 
 
 def param_count(params: Any) -> int:
@@ -406,8 +399,9 @@ def param_count(params: Any) -> int:
 
 
 def reenact(params: dict[str, dict], source01, x_c, source_motion, driving_motion, *, use_stitching: bool = True):
-    """Frames [B, 2S, 2S, 3] in [0, 1] of one source [1, S, S, 3] driven by motion [B, 70], with its canonical
-    keypoints x_c [1, 21, 3] and own motion [1, 70] already read (the appearance volume is computed once)."""
+    """Frames [B, 2S, 2S, 3] in [0, 1] of one source [1, S, S, 3] (or B sources) driven by motion [B, 70],
+    with its canonical keypoints x_c [1, 21, 3] and own motion [1, 70] already read (one source's
+    appearance volume is computed once for the batch)."""
     b = driving_motion.shape[0]
     s, d = mo.split(source_motion), mo.split(driving_motion)
     x_s = mo.transform_keypoints(x_c, s["pose"], s["exp"], s["scale"], s["t"])
