@@ -53,33 +53,28 @@ class StateReader:
         if keys:
             self.ignored[prefix] = (len(keys), why)
 
-    def check(self) -> None:
-        """Raises once for source-side problems (missing, unexpected, wrong-shape keys)."""
-        problems = []
-        for label, items in (("missing", sorted(set(self.missing))), ("unexpected", sorted(set(self.state) - self.used)),
-                             ("of the wrong shape", self.wrong)):
-            if items:
-                problems.append(f"{len(items)} {label} (e.g. {items[0]})")
+    def _source_problems(self) -> list[tuple[str, list[str]]]:
+        return [("missing", sorted(set(self.missing))), ("unexpected", sorted(set(self.state) - self.used)),
+                ("of the wrong shape", self.wrong)]
+
+    def _raise(self, groups: list[tuple[str, list[str]]]) -> None:
+        problems = [f"{len(items)} {label} (e.g. {items[0]})" for label, items in groups if items]
         if problems:
             raise CheckpointError(f"not a {self.what} state dict: " + "; ".join(problems))
 
+    def check(self) -> None:
+        """Raises once for source-side problems (missing, unexpected, wrong-shape keys)."""
+        self._raise(self._source_problems())
+
     def finish(self, produced: dict[str, np.ndarray], target: dict[str, Any]) -> dict[str, np.ndarray]:
         """Checks `produced` against the abstract `target` ({path: array-like with .shape}); raises once."""
-        problems = []
-        unexpected = sorted(set(self.state) - self.used)
-        no_value = sorted(set(target) - set(produced))
-        extra = sorted(set(produced) - set(target))
         bad_target = sorted(k for k in set(target) & set(produced)
                             if tuple(np.shape(produced[k])) != tuple(target[k].shape))
-        for label, items in (("missing", sorted(set(self.missing))), ("unexpected", unexpected),
-                             ("of the wrong shape", self.wrong),
-                             ("model parameters with no source", no_value), ("converted tensors the model lacks", extra),
-                             ("converted to the wrong model shape",
-                              [f"{k}: {tuple(np.shape(produced[k]))} vs {tuple(target[k].shape)}" for k in bad_target])):
-            if items:
-                problems.append(f"{len(items)} {label} (e.g. {items[0]})")
-        if problems:
-            raise CheckpointError(f"not a {self.what} state dict: " + "; ".join(problems))
+        self._raise(self._source_problems() + [
+            ("model parameters with no source", sorted(set(target) - set(produced))),
+            ("converted tensors the model lacks", sorted(set(produced) - set(target))),
+            ("converted to the wrong model shape",
+             [f"{k}: {tuple(np.shape(produced[k]))} vs {tuple(target[k].shape)}" for k in bad_target])])
         return {k: np.asarray(produced[k]).astype(target[k].dtype) for k in target}
 
     def summary(self) -> str:
