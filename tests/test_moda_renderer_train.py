@@ -12,7 +12,7 @@ from jaxmoda.data.synthtalk import make_identity
 from jaxmoda.moda import motion as mo
 from jaxmoda.moda.render import data as rdata
 from jaxmoda.moda.render.model import grid_keypoints
-from jaxmoda.tasks.renderer import prior_loss, similarity_warp
+from jaxmoda.tasks.renderer import motion_group_errors, prior_loss, similarity_warp
 from tests.helpers import fast_module, load_test_config
 
 
@@ -61,6 +61,18 @@ def test_prior_is_zero_for_spread_keypoints_at_the_target_depth_and_positive_whe
     assert float(prior_loss(jnp.asarray(collapsed), 0.01, 0.2)) > 0.2
 
 
+def test_motion_loss_weighs_each_group_the_same_whatever_its_size():
+    std = jnp.asarray(mo.default_stats().std)
+    true = jnp.zeros((2, 70))
+    pose_off = true.at[:, mo.POSE].set(std[mo.POSE])          # every pose angle one std off
+    exp_off = true.at[:, mo.EXP].set(std[mo.EXP])             # every expression offset one std off
+    g_pose, g_exp = motion_group_errors(pose_off, true, std), motion_group_errors(exp_off, true, std)
+    assert set(g_pose) == {"exp", "scale", "trans", "pose"}
+    np.testing.assert_allclose([float(g_pose[k]) for k in ("exp", "scale", "trans", "pose")], [0, 0, 0, 1], atol=1e-6)
+    # 3 wrong pose dims cost as much as 63 wrong expression dims (a plain 70-d mean: 3/70 against 63/70).
+    assert sum(g_pose.values()) == pytest.approx(float(sum(g_exp.values())), abs=1e-6)
+
+
 def test_face_sets_are_deterministic_and_pairs_share_an_identity():
     motions = [random_motions(30, 1), random_motions(20, 2)]
     a = rdata.build_face_set(motions, [1000, 1001, 1002], 3, 32, seed=5, progress=False)
@@ -106,7 +118,7 @@ def trained_renderer():
 
 def test_training_lowers_the_losses_and_logs_every_term(trained_renderer):
     _, _, _, first, last = trained_renderer
-    assert {"l1", "motion", "equivariance", "prior", "psnr", "copy_psnr"} <= set(last)
+    assert {"l1", "motion", "motion_pose", "motion_exp", "equivariance", "prior", "psnr", "copy_psnr"} <= set(last)
     assert all(np.isfinite(v) for v in last.values())
     assert last["l1"] < 0.7 * first["l1"] and last["motion"] < 0.7 * first["motion"]
 

@@ -10,8 +10,9 @@ Loss terms (weights in `config.render`; every term is logged):
   heads, `jaxmoda.nn.perceptual`; nothing is downloaded), plus a PatchGAN hinge term from
   `disc_start` when `disc_weight` > 0.
 * motion (`motion_weight`): the motion extractor regresses each frame's canonical keypoints (L1 in
-  grid units) and its 70-d motion (L1 z-scored by `motion.default_stats`); with labelled data this
-  pins the extractor to the generator's motion space.
+  grid units) and its 70-d motion (L1 z-scored by `motion.default_stats`, averaged per group so that
+  expression, scale, translation and pose weigh the same: `motion_group_errors`); with labelled data
+  this pins the extractor to the generator's motion space.
 * equivariance (`equivariance_weight`, LivePortrait / FOMM): keypoints found on a randomly
   rotated, scaled and shifted copy of the driving frame, mapped back through that transform, equal
   those found on the frame itself.
@@ -86,6 +87,20 @@ def prior_loss(kp: jax.Array, distance: float, depth: float) -> jax.Array:
     return jnp.mean(sep + jnp.abs(jnp.mean(kp[..., 2], -1) - depth))
 
 
+def motion_group_errors(pred: jax.Array, true: jax.Array, std: jax.Array) -> dict[str, jax.Array]:
+    """Mean z-scored L1 of the extractor's 70-d motion per group: expression (63 dims), scale (1),
+    translation (3) and head pose (3).
+
+    The motion loss averages these four, so each group weighs the same whatever its size; a plain
+    mean over the 70 dimensions gives the 3 pose angles 3/70 of it, and an extractor so trained
+    reads head pose about 15x too small.
+    """
+    from jaxmoda.moda import motion as mm
+    err = jnp.abs(pred - true) / std
+    return {"exp": jnp.mean(err[..., mm.EXP]), "scale": jnp.mean(err[..., mm.SCALE]),
+            "trans": jnp.mean(err[..., mm.TRANS]), "pose": jnp.mean(err[..., mm.POSE])}
+
+
 class RendererTask:
     """Model: `jaxmoda.moda.render.model.TalkingHeadRenderer`; batch: see the module docstring."""
 
@@ -122,8 +137,9 @@ class RendererTask:
         out = model.motion_extractor(images)
         pred_motion = extracted_motion(out)
         kp_err = jnp.mean(jnp.abs(out["kp"] - x_c))
-        motion_err = jnp.mean(jnp.abs(pred_motion - motion) / self.motion_std)
-        return kp_err + motion_err, grid_keypoints(out["kp"], pred_motion), out["kp"]
+        groups = motion_group_errors(pred_motion, motion, self.motion_std)
+        motion_err = sum(groups.values()) / len(groups)
+        return kp_err + motion_err, grid_keypoints(out["kp"], pred_motion), out["kp"], groups
 
     def loss(self, model, batch: dict, rng: jax.Array, step: jax.Array) -> tuple[jax.Array, dict]:
         from jaxmoda.moda.render.model import grid_keypoints
@@ -134,7 +150,7 @@ class RendererTask:
         images = jnp.concatenate([src, drv])
         motions = jnp.concatenate([batch["source_motion"], batch["driving_motion"]])
         x_c = jnp.concatenate([batch["x_c"], batch["x_c"]])
-        motion_loss, kp_pred, kp_c_pred = self._motion_terms(model, images, motions, x_c)
+        motion_loss, kp_pred, kp_c_pred, groups = self._motion_terms(model, images, motions, x_c)
         if r.kp_from == "true":
             kp_s, kp_d = grid_keypoints(batch["x_c"], batch["source_motion"]), grid_keypoints(batch["x_c"], batch["driving_motion"])
         else:
@@ -143,7 +159,7 @@ class RendererTask:
         l1 = jnp.mean(jnp.abs(pred - drv))
         total = r.l1_weight * l1 + r.motion_weight * motion_loss
         metrics = {"l1": l1, "motion": motion_loss, "psnr": jnp.mean(psnr(drv, pred)),
-                   "copy_psnr": jnp.mean(psnr(drv, src))}
+                   "copy_psnr": jnp.mean(psnr(drv, src)), **{f"motion_{k}": v for k, v in groups.items()}}
         if self.lpips is not None:
             from jaxmoda.nn.perceptual import lpips_distance
             lp = jnp.mean(lpips_distance(self.lpips, pred, drv))
