@@ -70,3 +70,10 @@ def test_every_config_file_loads_and_validates(path):
     config = load_config(path)
     validate(config)
     assert config.total_steps > 0 and config.batch_size > 0
+
+
+def test_config_variants_load_and_a_bad_variant_names_the_choices():
+    small, tiny = load_config("configs/moda/renderer_small.py"), load_config("configs/moda/renderer_small.py:tiny")
+    assert small.model.base_ch == 2 * tiny.model.base_ch and small.batch_size == tiny.batch_size == 64
+    with pytest.raises(ConfigError, match=":small .* or :tiny"):
+        load_config("configs/moda/renderer_small.py:huge")
