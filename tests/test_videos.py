@@ -3,6 +3,7 @@ videos made here from SynthFaces frames (a motion extractor trained on SynthFace
 with the bad cases counted: corrupt, empty, no audio, no face, too short; variable frame rate and
 phone rotation handled."""
 
+import dataclasses
 import json
 import os
 from fractions import Fraction
@@ -174,11 +175,13 @@ def test_videos_become_aligned_records_with_counted_failures(video_dir, trained_
     second = by_video["speaker_a/take2.mp4"][1]["audio"].reshape(100, 640)
     peak = np.abs(second[:, 64:-64]).max(1)  # away from the steps
     np.testing.assert_allclose(peak, amps[100:200], rtol=0.08, atol=0.01)
-    # The extracted motion follows the known head pose (threshold: Pearson r > 0.9 on pitch, yaw and roll).
-    got = np.concatenate([c["motion"] for c in by_video["speaker_a/take2.mp4"]])
-    known = motions["speaker_a/take2.mp4"][:200]
-    rs = [np.corrcoef(got[:, mo.POSE][:, axis], known[:, mo.POSE][:, axis])[0, 1] for axis in range(3)]
-    assert min(rs) > 0.9, rs
+    # The extracted motion follows the known head pose (threshold: Pearson r > 0.9 on pitch, yaw and roll),
+    # as example_videos --check reports it.
+    from jaxmoda.data.example_videos import compare_with_truth
+    np.savez(root / "truth.npz", **{f"{k}/motion": v for k, v in motions.items()})
+    check = compare_with_truth(str(out), str(root / "truth.npz"))
+    rs = [check["per_video"]["speaker_a/take2.mp4"][axis]["r"] for axis in ("pitch", "yaw", "roll")]
+    assert check["videos"] == 2 and min(rs) > 0.9, rs
     # Statistics equal a direct computation over the train clips' motion.
     stats = mo.MotionStats.load(str(out / synthtalk.STATS_FILE))
     allm = np.concatenate([c["motion"] for c in clips]).astype(np.float64)
@@ -198,7 +201,7 @@ def test_videos_become_aligned_records_with_counted_failures(video_dir, trained_
     assert sorted(halves[0] + halves[1]) == videos.list_videos(str(root / "in")) and not set(halves[0]) & set(halves[1])
 
 
-def test_face_detection_path_and_a_video_without_a_face(tmp_path, trained_renderer):
+def test_face_detection_path_and_a_video_without_a_face(tmp_path, trained_renderer, monkeypatch):
     src = tmp_path / "in"
     src.mkdir()
     m = swaying_motion(90, 3)
@@ -215,11 +218,24 @@ def test_face_detection_path_and_a_video_without_a_face(tmp_path, trained_render
     assert report["new"] == 1 and list(report["skipped"]) == ["no face on most frames"]
     part = tmp_path / "out" / videos.PARTS / videos.part_name("framed.mp4")
     assert json.load(open(part / "done.json"))["clips"] == 1
+    # Detecting on every 5th frame and interpolating finds the boxes detecting on every frame finds.
+    from jaxmoda.moda.render import face
+    calls = []
+    real = face.detect_face
+    monkeypatch.setattr(face, "detect_face", lambda img: calls.append(1) or real(img))
+    boxes = {}
+    for k in (1, 5):
+        calls.clear()
+        boxes[k], shape = videos.track_faces(str(src / "framed.mp4"), np.arange(90), dataclasses.replace(opts, detect_every=k))
+        assert len(calls) == (90 if k == 1 else 19) and shape == (180, 240, 3)
+    assert np.abs(boxes[5] - boxes[1]).max() < 3.0   # pixels, on a 96-px face
 
 
 def test_cli_errors(tmp_path):
     with pytest.raises(ConfigError, match="--fps must be 25"):
         videos.main(["--in", str(tmp_path), "--out", str(tmp_path / "o"), "--fps", "30"])
+    with pytest.raises(ConfigError, match="--detect-every 0"):
+        videos.main(["--in", str(tmp_path), "--out", str(tmp_path / "o"), "--detect-every", "0"])
     with pytest.raises(ConfigError, match="--motion-extractor is required"):
         videos.main(["--in", str(tmp_path), "--out", str(tmp_path / "o")])
     (tmp_path / "labels.csv").write_text("video,emotion\na.mp4,grumpy\n")

@@ -1,4 +1,5 @@
 """python -m jaxmoda.data.example_videos --out DIR [--num 8 --size 256 --seed 0]
+python -m jaxmoda.data.example_videos --out DIR --check RECORDS   # extracted motion against the truth
 
 Talking-head example videos made without any footage, for trying and timing python -m jaxmoda.data.videos:
 SynthTalk utterances (eSpeak NG speech with its ground-truth 70-d motion) drawn by SynthFaces at `--size`
@@ -54,6 +55,51 @@ def make_video(path: str, clip: dict, identity: int, size: int, seed: int) -> np
     return motion
 
 
+def compare_with_truth(records: str, truth_path: str) -> dict:
+    """How well the motion in `records` (python -m jaxmoda.data.videos over the example videos) follows
+    the truth: per video, Pearson r and amplitude ratio (std extracted / std true) of pitch, yaw and roll
+    and of the mouth opening; medians over the videos."""
+    from array_record.python.array_record_module import ArrayRecordReader
+
+    from jaxmoda.data import synthtalk
+    from jaxmoda.errors import DataError
+    from jaxmoda.moda import motion as mo
+    truth = np.load(truth_path)
+    got: dict[str, dict[int, np.ndarray]] = {}
+    for shard in synthtalk.list_shards(records):
+        reader = ArrayRecordReader(shard)
+        for rec in reader.read_all():
+            clip = synthtalk.read_clip(rec)
+            start = int(str(clip["text"]).rsplit(" frames ", 1)[1].split("-")[0])
+            got.setdefault(str(clip["voice"]), {})[start] = np.asarray(clip["motion"])
+        reader.close()
+    if not got:
+        raise DataError(f"{records} holds no clips; write them with python -m jaxmoda.data.videos")
+
+    def r_amp(a, b):   # NaN r where either side is constant
+        if a.std() < 1e-12 or b.std() < 1e-12:
+            return float("nan"), float(a.std() / max(b.std(), 1e-12))
+        return float(np.corrcoef(a, b)[0, 1]), float(a.std() / b.std())
+    per_video = {}
+    for name, parts in sorted(got.items()):
+        if f"{name}/motion" not in truth:
+            continue
+        true = truth[f"{name}/motion"]
+        idx = np.concatenate([np.arange(a, a + len(m)) for a, m in sorted(parts.items())])
+        ext = np.concatenate([m for _, m in sorted(parts.items())])
+        true = true[idx]
+        stats = {axis: r_amp(ext[:, mo.POSE.start + i], true[:, mo.POSE.start + i])
+                 for i, axis in enumerate(("pitch", "yaw", "roll"))}
+        stats["mouth"] = r_amp(np.asarray(mo.mouth_openness(ext)), np.asarray(mo.mouth_openness(true)))
+        per_video[name] = {k: {"r": v[0], "amplitude": v[1]} for k, v in stats.items()}
+    keys = ("pitch", "yaw", "roll", "mouth")
+    def median_of(values):
+        values = [x for x in values if np.isfinite(x)]
+        return float(np.median(values)) if values else float("nan")
+    median = {k: {m: median_of([v[k][m] for v in per_video.values()]) for m in ("r", "amplitude")} for k in keys}
+    return {"videos": len(per_video), "median": median, "per_video": per_video}
+
+
 def main(argv: list[str]) -> int:
     from tqdm.auto import tqdm
 
@@ -66,8 +112,19 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--size", type=int, default=256, help="face size in pixels (the frame is 2x wide)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sentences", type=int, default=3, help="sentences per video (about 4 s each)")
+    parser.add_argument("--check", default="", metavar="RECORDS",
+                        help="compare the motion of records made from DIR's videos with DIR/truth.npz (JSON on stdout)")
     args = parser.parse_args(argv)
     setup_logging()
+    if args.check:
+        import json
+        truth = os.path.join(args.out, "truth.npz")
+        if not os.path.isfile(truth):
+            from jaxmoda.errors import ConfigError
+            raise ConfigError(f"{truth} does not exist; --out must be the folder the example videos were written to")
+        report = compare_with_truth(args.check, truth)
+        print(json.dumps({k: v for k, v in report.items() if k != "per_video"}, indent=1))
+        return 0
     os.makedirs(args.out, exist_ok=True)
     truth = {}
     for i in tqdm(range(args.num), desc="example videos", unit="video"):

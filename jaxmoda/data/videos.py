@@ -60,6 +60,7 @@ class Options:
     smooth: int = 9
     min_face_fraction: float = 0.5
     detect: bool = True
+    detect_every: int = 5       # the face detector runs on every k-th output frame; boxes between are interpolated
     batch: int = 32
     crop_scale: float = 2.0     # crop side / face-box width (jaxmoda.moda.render.face.CROP_SCALE)
     crop_shift: float = -0.12   # crop centre offset in face-box heights (face.CENTER_SHIFT)
@@ -117,18 +118,21 @@ def track_faces(path: str, indices: np.ndarray, opts: Options) -> tuple[np.ndarr
         box, _ = detect_face(small)
         return (None if box is None else np.asarray(box) / scale), img.shape
     from jaxmoda.io.video import frames_at
+    every = max(1, int(opts.detect_every))
+    probe = np.unique(np.append(np.arange(0, len(indices), every), len(indices) - 1))  # output frames searched
     shape = None
-    for box, shape in frames_at(path, indices, detect):
+    for box, shape in frames_at(path, indices[probe], detect):
         boxes.append(box)
     found = np.array([b is not None for b in boxes])
     if found.mean() < opts.min_face_fraction:
         raise DataError(f"no face on most frames (found on {100 * found.mean():.0f}%, "
                         f"needs {100 * opts.min_face_fraction:.0f}%)")
-    arr = np.full((len(boxes), 4), np.nan)
-    arr[found] = np.stack([b for b in boxes if b is not None])
-    t = np.arange(len(boxes))
-    for k in range(4):  # fill gaps by interpolation, then a centred moving average
-        arr[:, k] = np.interp(t, t[found], arr[found, k])
+    arr = np.full((len(indices), 4), np.nan)
+    t = np.arange(len(indices))
+    hits = probe[found]
+    det = np.stack([b for b in boxes if b is not None])
+    for k in range(4):  # boxes between detections (and where none was found) by interpolation, then a centred moving average
+        arr[:, k] = np.interp(t, hits, det[:, k])
         if opts.smooth > 1:
             pad = opts.smooth // 2
             padded = np.pad(arr[:, k], pad, mode="edge")
@@ -373,6 +377,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--crop-scale", type=float, default=2.0, help="crop side / face-box width: frame faces as "
                         "the motion extractor was trained (a SynthFaces-trained renderer: 1.23 with --crop-shift 0)")
     parser.add_argument("--crop-shift", type=float, default=-0.12, help="crop centre offset in face-box heights")
+    parser.add_argument("--detect-every", type=int, default=5,
+                        help="run the face detector on every k-th output frame and interpolate between (1 = every frame)")
     parser.add_argument("--batch", type=int, default=32, help="crops per motion-extractor call")
     parser.add_argument("--stats-only", action="store_true", help="rewrite statistics and metadata only")
     args = parser.parse_args(argv)
@@ -382,8 +388,11 @@ def main(argv: list[str]) -> int:
                           "(640 audio samples per frame at 16 kHz)")
     if args.size < 32 or not 0 <= args.eval_fraction < 1:
         raise ConfigError("--size must be at least 32 and --eval-fraction in [0, 1)")
+    if args.detect_every < 1:
+        raise ConfigError(f"--detect-every {args.detect_every}: the detector needs to run on every k-th frame, k >= 1")
     opts = Options(fps=args.fps, size=args.size, clip_seconds=args.clip_seconds, eval_fraction=args.eval_fraction,
-                   detect=not args.no_detect, batch=args.batch, crop_scale=args.crop_scale, crop_shift=args.crop_shift)
+                   detect=not args.no_detect, batch=args.batch, crop_scale=args.crop_scale, crop_shift=args.crop_shift,
+                   detect_every=args.detect_every)
     import jax
     if not args.stats_only:
         if not args.motion_extractor:
