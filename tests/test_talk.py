@@ -49,6 +49,18 @@ def test_crop_and_paste_back_round_trip():
     np.testing.assert_array_equal(back[:10, :10], smooth[:10, :10])   # untouched far outside it
 
 
+def test_fast_warp_matches_the_exact_one():
+    pytest.importorskip("cv2")
+    rng = np.random.default_rng(2)
+    img = np.kron(rng.integers(0, 255, (12, 16, 3)), np.ones((16, 16, 1))).astype(np.uint8)   # 192 x 256
+    for box, angle in (((100.0, 60.0, 148.0, 108.0), 10.0), ((-20.0, -10.0, 60.0, 70.0), -7.0)):  # second: off the edge
+        m = face.crop_transform(img.shape, 96, box=box, angle=angle, scale=1.5)
+        exact, fast = face.warp_affine(img, m, (96, 96)), face.warp_affine(img, m, (96, 96), fast=True)
+        assert fast.shape == exact.shape == (96, 96, 3)
+        diff = np.abs(fast - exact)
+        assert diff.mean() < 0.5 and diff.max() < 255 / 32 + 0.5, (diff.mean(), diff.max())
+
+
 def test_a_portrait_without_a_face_box_is_taken_whole():
     img = np.full((80, 120, 3), 128, np.uint8)
     crop, m, found = face.crop_face(img, 64)

@@ -148,7 +148,7 @@ def crops_of(path: str, indices: np.ndarray, boxes, opts: Options) -> np.ndarray
     for i, img in enumerate(frames_at(path, indices)):
         m = crop_transform(img.shape, opts.size, None if boxes is None else tuple(boxes[i]),
                            scale=opts.crop_scale, shift=opts.crop_shift)
-        out[i] = np.clip(np.round(warp_affine(img, m, (opts.size, opts.size))), 0, 255)
+        out[i] = np.clip(np.round(warp_affine(img, m, (opts.size, opts.size), fast=True)), 0, 255)
     return out
 
 

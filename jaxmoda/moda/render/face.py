@@ -92,13 +92,23 @@ def crop_transform(image_shape: tuple[int, ...], size: int, box=None, angle: flo
     return m
 
 
-def warp_affine(image: np.ndarray, m: np.ndarray, out_hw: tuple[int, int], fill: float | None = None) -> np.ndarray:
+def warp_affine(image: np.ndarray, m: np.ndarray, out_hw: tuple[int, int], fill: float | None = None,
+                fast: bool = False) -> np.ndarray:
     """Bilinear warp of image [H, W, C] or [H, W] by the forward map m (source -> output), float32.
 
-    Outside the image: edge padding, or the constant `fill` when given.
+    Outside the image: edge padding, or the constant `fill` when given. `fast` uses OpenCV's warpAffine
+    where it is installed (5-bit interpolation weights: within about 1/32 of a level step per unit of
+    neighbouring difference, rounded to whole levels for uint8 input; about 10x faster on video frames).
     """
     inv = np.linalg.inv(np.vstack([m, [0.0, 0.0, 1.0]]))[:2]
     oh, ow = out_hw
+    cv2 = _cv2() if fast and fill is None else None
+    if cv2 is not None:
+        # Same pixel-centre convention: source x = A (x_out + 1/2) + b - 1/2, as OpenCV's inverse map.
+        m_cv = np.concatenate([inv[:, :2], (inv[:, :2] @ np.array([0.5, 0.5]) + inv[:, 2] - 0.5)[:, None]], 1)
+        out = cv2.warpAffine(np.ascontiguousarray(image), m_cv, (ow, oh), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                             borderMode=cv2.BORDER_REPLICATE)
+        return out.astype(np.float32)
     ys, xs = np.mgrid[0:oh, 0:ow].astype(np.float64)
     # Pixel centres: output pixel (i, j) covers [j, j+1) x [i, i+1).
     px = inv[0, 0] * (xs + 0.5) + inv[0, 1] * (ys + 0.5) + inv[0, 2] - 0.5
