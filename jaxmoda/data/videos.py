@@ -7,8 +7,9 @@ trains on them with `--config.data_dir=RECORDS_DIR` (configs/moda/records_b.py):
 
 1. decode (PyAV), resample to `--fps` by presentation time (variable frame rates too: output frame i
    shows the source frame on screen at t0 + i/fps), turn phone videos upright by their display matrix;
-2. find the face on every frame (OpenCV's Haar cascade from the opencv-python-headless wheel), fill
-   short gaps, smooth the crop box over `--smooth` frames, crop `--size` x `--size`;
+2. find the face on every `--detect-every`-th frame (OpenCV's Haar cascade from the opencv-python-headless
+   wheel), interpolate the boxes between, smooth them over `--smooth` frames, crop `--size` x `--size`
+   (jaxmoda.data.face_track);
 3. run the renderer's motion extractor (a trained renderer run, `--motion-extractor`) batched on the
    devices: 70-d motion per frame, canonical keypoints averaged over the clip as the identity, so
    generated and rendered motion share one space;
@@ -39,6 +40,7 @@ import time
 
 import numpy as np
 
+from jaxmoda.data.face_track import crops_of, track_faces  # noqa: F401  (part of this module's API)
 from jaxmoda.errors import ConfigError, DataError, cli_main
 from jaxmoda.logs import setup_logging
 
@@ -47,7 +49,6 @@ log = logging.getLogger(__name__)
 VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 WINDOW = 80                 # MoDA's window: a clip must hold one
 SAMPLE_RATE = 16000
-DETECT_SIDE = 320           # frames are searched for faces at this longer side
 PARTS = "parts"
 
 
@@ -102,53 +103,6 @@ def read_emotions(path: str) -> dict[str, int]:
                 out[name] = int(emo)
             else:
                 raise ConfigError(f"{path}:{n}: unknown emotion {emo!r}; use one of {', '.join(EMOTIONS)}")
-    return out
-
-
-def track_faces(path: str, indices: np.ndarray, opts: Options) -> tuple[np.ndarray, tuple]:
-    """(smoothed face boxes [T, 4] (x0, y0, x1, y1 in source pixels) of the output frames, frame shape)."""
-    from jaxmoda.io.images import array_to_pil
-    from jaxmoda.moda.render.face import detect_face
-    boxes = []
-
-    def detect(img, _):
-        scale = min(1.0, DETECT_SIDE / max(img.shape[:2]))
-        small = np.asarray(array_to_pil(img).resize((max(1, round(img.shape[1] * scale)),
-                                                     max(1, round(img.shape[0] * scale)))))
-        box, _ = detect_face(small)
-        return (None if box is None else np.asarray(box) / scale), img.shape
-    from jaxmoda.io.video import frames_at
-    every = max(1, int(opts.detect_every))
-    probe = np.unique(np.append(np.arange(0, len(indices), every), len(indices) - 1))  # output frames searched
-    shape = None
-    for box, shape in frames_at(path, indices[probe], detect):
-        boxes.append(box)
-    found = np.array([b is not None for b in boxes])
-    if found.mean() < opts.min_face_fraction:
-        raise DataError(f"no face on most frames (found on {100 * found.mean():.0f}%, "
-                        f"needs {100 * opts.min_face_fraction:.0f}%)")
-    arr = np.full((len(indices), 4), np.nan)
-    t = np.arange(len(indices))
-    hits = probe[found]
-    det = np.stack([b for b in boxes if b is not None])
-    for k in range(4):  # boxes between detections (and where none was found) by interpolation, then a centred moving average
-        arr[:, k] = np.interp(t, hits, det[:, k])
-        if opts.smooth > 1:
-            pad = opts.smooth // 2
-            padded = np.pad(arr[:, k], pad, mode="edge")
-            arr[:, k] = np.convolve(padded, np.ones(opts.smooth) / opts.smooth, mode="valid")[:len(t)]
-    return arr, shape
-
-
-def crops_of(path: str, indices: np.ndarray, boxes, opts: Options) -> np.ndarray:
-    """uint8 face crops [T, size, size, 3]."""
-    from jaxmoda.io.video import frames_at
-    from jaxmoda.moda.render.face import crop_transform, warp_affine
-    out = np.empty((len(indices), opts.size, opts.size, 3), np.uint8)
-    for i, img in enumerate(frames_at(path, indices)):
-        m = crop_transform(img.shape, opts.size, None if boxes is None else tuple(boxes[i]),
-                           scale=opts.crop_scale, shift=opts.crop_shift)
-        out[i] = np.clip(np.round(warp_affine(img, m, (opts.size, opts.size), fast=True)), 0, 255)
     return out
 
 
