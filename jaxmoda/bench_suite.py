@@ -10,7 +10,6 @@ not depend on the weights. Progress goes to stderr; the file is written atomical
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -118,8 +117,5 @@ def run_suite(suite: str, *, steps: int, warmup: int, matmul_n: int, peak_tflops
 
 
 def write_report(report: dict, out: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    tmp = out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(report, f, indent=1)
-    os.replace(tmp, out)
+    from jaxmoda.io.atomic import write_json
+    write_json(out, report, indent=1)

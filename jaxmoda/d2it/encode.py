@@ -24,6 +24,7 @@ import os
 import numpy as np
 
 from jaxmoda.errors import ConfigError, cli_main
+from jaxmoda.io.atomic import write_json
 from jaxmoda.logs import setup_logging
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ def encode_latents(dvae_workdir: str, out: str, *, data_cfg=None, num: int = 0, 
                                seed=task.config.seed)
     # Each process leaves its shard's statistics beside the shard; process 0 merges them all.
     stats_path = os.path.join(out, f"stats-{jax.process_index():05d}.json")
-    _write_json(stats_path, stats)
+    write_json(stats_path, stats, indent=None)
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
         multihost_utils.sync_global_devices("jaxmoda.d2it.encode:stats")
@@ -141,7 +142,7 @@ def encode_latents(dvae_workdir: str, out: str, *, data_cfg=None, num: int = 0, 
                 "fine_ratio_observed": stats["fine_sum"] / max(stats["records"], 1),
                 "fine_ratio": task.config.d2it.fine_ratio, "threshold": task.threshold, "force_grain": force_grain,
                 "entropy": task.settings.as_dict(), "dvae_workdir": os.path.abspath(dvae_workdir)}
-        _write_json(os.path.join(out, "metadata.json"), meta, indent=2)
+        write_json(os.path.join(out, "metadata.json"), meta, indent=2)
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
         multihost_utils.sync_global_devices("jaxmoda.d2it.encode:metadata")
@@ -152,10 +153,6 @@ def encode_latents(dvae_workdir: str, out: str, *, data_cfg=None, num: int = 0, 
 FORMAT = "jaxmoda.d2it.latents/1"
 
 
-def _write_json(path: str, obj, **kw) -> None:
-    with open(path + ".tmp", "w") as f:
-        json.dump(obj, f, **kw)
-    os.replace(path + ".tmp", path)
 
 
 def main(argv: list[str]) -> int:

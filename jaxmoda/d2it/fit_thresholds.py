@@ -21,14 +21,13 @@ import json
 import logging
 import math
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
 
 from jaxmoda.d2it import grains
 from jaxmoda.d2it.entropy import EntropySettings, check_image_shape
-from jaxmoda.errors import ConfigError, DataError, WorkdirError, cli_main
+from jaxmoda.errors import ConfigError, DataError, cli_main
 from jaxmoda.logs import setup_logging
 
 FORMAT = "jaxmoda.d2it.entropy_thresholds"
@@ -118,25 +117,9 @@ def fit_thresholds(entropies: np.ndarray, settings: EntropySettings) -> dict[str
 
 
 def save_thresholds(path: str, thresholds: dict[str, Any]) -> None:
-    """Writes the thresholds dict as JSON atomically: a temporary file in the same folder, then os.replace."""
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    except OSError as e:
-        raise WorkdirError(f"cannot write thresholds to {path!r}: {e.strerror}; choose a writable --out") from None
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes the file private; a thresholds file is shared like a config
-        with os.fdopen(fd, "w") as f:
-            json.dump(thresholds, f, indent=1, allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # Never leave a half-written temporary behind, whatever stopped the write.
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Writes the thresholds dict as JSON atomically (jaxmoda.io.atomic): the old file stays whole on failure."""
+    from jaxmoda.io.atomic import write_json
+    write_json(path, thresholds, indent=1, allow_nan=False, default=None)
 
 
 def _settings_diff(saved: EntropySettings, wanted: EntropySettings) -> list[str]:

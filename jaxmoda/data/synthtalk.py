@@ -81,6 +81,7 @@ import numpy as np
 
 from jaxmoda.data import speech
 from jaxmoda.errors import ConfigError, DataError, cli_main
+from jaxmoda.io.atomic import write_json
 from jaxmoda.moda import motion as mo
 
 log = logging.getLogger(__name__)
@@ -898,15 +899,8 @@ def _write_shard(out: str, shard: int, count: int, params: dict[str, Any], start
         st["sum"], st["sum_sq"] = sums[s][0].tolist(), sums[s][1].tolist()
         st["voices"], st["sentences"] = sorted(voices[s]), sorted(sentences[s])
     result = {"params": params, "file": os.path.basename(path), "clips": stop - start, "splits": splits}
-    _write_json(stats_path, result)
+    write_json(stats_path, result, indent=None)
     return result
-
-
-def _write_json(path: str, payload: Any, indent: int | None = None) -> None:
-    with open(path + ".tmp", "w") as f:
-        json.dump(payload, f, indent=indent)
-        f.write("\n")
-    os.replace(path + ".tmp", path)
 
 
 def _merge_stats(shards: list[dict[str, Any]]) -> dict[str, Any]:
@@ -1058,7 +1052,7 @@ def write_dataset(out: str, num: int, seed: int = 0, *, workers: int = 1, eval_f
         "keypoint_roles": {k: list(v) for k, v in KEYPOINT_ROLES.items()},
         "generation_seconds": time.time() - start_time,
     }
-    _write_json(meta_path, meta, indent=1)
+    write_json(meta_path, meta, indent=1)
     return meta
 
 

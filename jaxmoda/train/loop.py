@@ -22,6 +22,7 @@ from flax import nnx
 from jaxmoda import parallel
 from jaxmoda.config import ConfigDict, to_json, validate
 from jaxmoda.errors import DataError, JaxmodaError, WorkdirError
+from jaxmoda.io.atomic import write_text
 from jaxmoda.nn.logical import axis_rules
 from jaxmoda.tasks import get_task
 from jaxmoda.train.checkpoint import Checkpointer, export_params, param_signature
@@ -95,11 +96,6 @@ def _architecture(model: dict, prefix: str = "") -> dict:
     return flat
 
 
-def _write_atomic(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def model_meta(config: ConfigDict, params: Any, opt_state: Any = None) -> dict:
@@ -224,7 +220,7 @@ def train(config: ConfigDict, workdir: str) -> dict:
             state = ckpt.restore(latest, abstract, data_iter, meta)
             log.info("resumed from %s/checkpoints/%d", workdir, latest)
         if primary:  # only once the checkpoint is known to match: a refused run leaves the folder as it was
-            _write_atomic(os.path.join(workdir, "config.json"), to_json(config))
+            write_text(os.path.join(workdir, "config.json"), to_json(config))
 
         sampler = make_sampler(task, graphdef, mesh, rules, config.num_samples) if config.num_samples > 0 else None
     except BaseException:

@@ -44,10 +44,8 @@ class MetricWriter:
             lines = [line for line in f if line.strip()]
         keep = [line for line in lines if json.loads(line).get("step", 0) <= step]
         if len(keep) != len(lines):
-            tmp = self.path + ".tmp"
-            with open(tmp, "w") as f:
-                f.writelines(keep)
-            os.replace(tmp, self.path)
+            from jaxmoda.io.atomic import write_text
+            write_text(self.path, "".join(keep))
 
     def write(self, step: int, scalars: dict[str, Any]) -> None:
         if not self.active:
