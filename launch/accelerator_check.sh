@@ -4,7 +4,9 @@
 # CHECKS picks the groups (default all): attention (cuDNN vs XLA), dit (DiT-XL/2, DiT-S/2),
 # d2it (D²iT-XL content transformer, both layouts), moda (MoDA-B motion generator); renderer (the
 # 256-px renderer at LivePortrait's widths, float32) only when named: on one H100 its compile and
-# steps at batch 16 did not finish within T=100 s, so give it T=300. Writes $OUT/results.jsonl (one JSON object per
+# steps at batch 16 did not finish within T=100 s, so give it T=300. T (default 150 s) limits each
+# benchmark; D2_SHORT=1 skips the third D²iT run. On an 80 GB card the region layout at batch 256
+# does not fit (106 GiB); it fails with an out-of-memory line and the script goes on. Writes $OUT/results.jsonl (one JSON object per
 # check) and $OUT/env.txt.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from jaxmoda.data import synthfaces, videos
-from jaxmoda.errors import ConfigError
+from jaxmoda.errors import ConfigError, DataError
 from jaxmoda.io.video import frame_times, frames_at, resample_indices, write_mp4
 from jaxmoda.moda import motion as mo
 from tests.helpers import fast_module, load_test_config
@@ -182,6 +182,9 @@ def test_videos_become_aligned_records_with_counted_failures(video_dir, trained_
     check = compare_with_truth(str(out), str(root / "truth.npz"))
     rs = [check["per_video"]["speaker_a/take2.mp4"][axis]["r"] for axis in ("pitch", "yaw", "roll")]
     assert check["videos"] == 2 and min(rs) > 0.9, rs
+    np.savez(root / "other.npz", **{"elsewhere.mp4/motion": motions["speaker_a/take2.mp4"]})
+    with pytest.raises(DataError, match="no video of .* has a truth entry"):
+        compare_with_truth(str(out), str(root / "other.npz"))
     # Statistics equal a direct computation over the train clips' motion.
     stats = mo.MotionStats.load(str(out / synthtalk.STATS_FILE))
     allm = np.concatenate([c["motion"] for c in clips]).astype(np.float64)

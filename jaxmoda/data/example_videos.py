@@ -64,7 +64,8 @@ def compare_with_truth(records: str, truth_path: str) -> dict:
     from jaxmoda.data import synthtalk
     from jaxmoda.errors import DataError
     from jaxmoda.moda import motion as mo
-    truth = np.load(truth_path)
+    with np.load(truth_path) as f:
+        truth = dict(f)
     got: dict[str, dict[int, np.ndarray]] = {}
     for shard in synthtalk.list_shards(records):
         reader = ArrayRecordReader(shard)
@@ -76,9 +77,9 @@ def compare_with_truth(records: str, truth_path: str) -> dict:
     if not got:
         raise DataError(f"{records} holds no clips; write them with python -m jaxmoda.data.videos")
 
-    def r_amp(a, b):   # NaN r where either side is constant
+    def r_amp(a, b):   # NaN where either side is constant
         if a.std() < 1e-12 or b.std() < 1e-12:
-            return float("nan"), float(a.std() / max(b.std(), 1e-12))
+            return float("nan"), (float("nan") if b.std() < 1e-12 else 0.0)
         return float(np.corrcoef(a, b)[0, 1]), float(a.std() / b.std())
     per_video = {}
     for name, parts in sorted(got.items()):
@@ -87,11 +88,17 @@ def compare_with_truth(records: str, truth_path: str) -> dict:
         true = truth[f"{name}/motion"]
         idx = np.concatenate([np.arange(a, a + len(m)) for a, m in sorted(parts.items())])
         ext = np.concatenate([m for _, m in sorted(parts.items())])
+        if idx.max() >= len(true):
+            raise DataError(f"{records}: clips of {name} reach frame {idx.max()}, its truth has {len(true)} frames; "
+                            "were the records made from these example videos?")
         true = true[idx]
         stats = {axis: r_amp(ext[:, mo.POSE.start + i], true[:, mo.POSE.start + i])
                  for i, axis in enumerate(("pitch", "yaw", "roll"))}
         stats["mouth"] = r_amp(np.asarray(mo.mouth_openness(ext)), np.asarray(mo.mouth_openness(true)))
         per_video[name] = {k: {"r": v[0], "amplitude": v[1]} for k, v in stats.items()}
+    if not per_video:
+        raise DataError(f"no video of {records} has a truth entry in {truth_path} (records name {sorted(got)[:3]}, "
+                        f"truth names {sorted(k.rsplit('/', 1)[0] for k in truth)[:3]}); pass --in the example folder itself")
     keys = ("pitch", "yaw", "roll", "mouth")
     def median_of(values):
         values = [x for x in values if np.isfinite(x)]

@@ -39,6 +39,8 @@ def track_faces(path: str, indices: np.ndarray, opts: Options) -> tuple[np.ndarr
     shape = None
     for box, shape in frames_at(path, indices[probe], detect):
         boxes.append(box)
+    if len(boxes) != len(probe):   # the container lists frames the decoder does not give
+        raise DataError(f"decoded {len(boxes)} of the {len(probe)} frames searched for a face; the file is damaged")
     found = np.array([b is not None for b in boxes])
     if found.mean() < opts.min_face_fraction:
         raise DataError(f"no face on most frames (found on {100 * found.mean():.0f}%, "
@@ -61,8 +63,11 @@ def crops_of(path: str, indices: np.ndarray, boxes, opts: Options) -> np.ndarray
     from jaxmoda.io.video import frames_at
     from jaxmoda.moda.render.face import crop_transform, warp_affine
     out = np.empty((len(indices), opts.size, opts.size, 3), np.uint8)
-    for i, img in enumerate(frames_at(path, indices)):
-        m = crop_transform(img.shape, opts.size, None if boxes is None else tuple(boxes[i]),
+    n = 0
+    for n, img in enumerate(frames_at(path, indices), 1):
+        m = crop_transform(img.shape, opts.size, None if boxes is None else tuple(boxes[n - 1]),
                            scale=opts.crop_scale, shift=opts.crop_shift)
-        out[i] = np.clip(np.round(warp_affine(img, m, (opts.size, opts.size), fast=True)), 0, 255)
+        out[n - 1] = np.clip(np.round(warp_affine(img, m, (opts.size, opts.size), fast=True)), 0, 255)
+    if n != len(indices):
+        raise DataError(f"decoded {n} of the {len(indices)} frames to crop; the file is damaged")
     return out

@@ -15,6 +15,26 @@ from typing import Any
 import numpy as np
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+def _json_default(obj: Any) -> Any:
+    """NumPy scalars and arrays as Python numbers and lists, paths as strings; anything else is an error."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
     """Yields a temporary path beside `path`; on success it replaces `path`, on error it is removed."""
@@ -26,9 +46,11 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
         fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=f".tmp{suffix}", dir=folder)
     except OSError as e:
         raise WorkdirError(f"cannot write {path}: {e.strerror}; choose a writable folder") from None
-    os.fchmod(fd, 0o644)  # mkstemp makes the file private; these files are shared like any output
-    os.close(fd)
     try:
+        try:
+            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes the file private; give it open()'s permissions
+        finally:
+            os.close(fd)
         yield tmp
         os.replace(tmp, path)
     finally:
@@ -45,8 +67,8 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2, **dump_kw: Any) -> None:
-    """`obj` as JSON (json.dump's keywords; values JSON cannot hold are written with str by default)."""
-    dump_kw.setdefault("default", str)
+    """`obj` as JSON (json.dump's keywords; NumPy values and paths are converted, other objects refused)."""
+    dump_kw.setdefault("default", _json_default)
     with atomic_path(path) as tmp:
         with open(tmp, "w") as f:
             json.dump(obj, f, indent=indent, **dump_kw)
@@ -58,3 +80,5 @@ def write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2, **d
 def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
     with atomic_path(path, ".npz") as tmp:  # np.savez appends .npz to names without it
         np.savez(tmp, **arrays)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())

@@ -102,13 +102,14 @@ def warp_affine(image: np.ndarray, m: np.ndarray, out_hw: tuple[int, int], fill:
     """
     inv = np.linalg.inv(np.vstack([m, [0.0, 0.0, 1.0]]))[:2]
     oh, ow = out_hw
-    cv2 = _cv2() if fast and fill is None else None
+    native = image.dtype in (np.uint8, np.uint16, np.int16, np.float32, np.float64) and image.ndim in (2, 3)
+    cv2 = _cv2() if fast and fill is None and native and (image.ndim == 2 or image.shape[-1] <= 4) else None
     if cv2 is not None:
         # Same pixel-centre convention: source x = A (x_out + 1/2) + b - 1/2, as OpenCV's inverse map.
         m_cv = np.concatenate([inv[:, :2], (inv[:, :2] @ np.array([0.5, 0.5]) + inv[:, 2] - 0.5)[:, None]], 1)
         out = cv2.warpAffine(np.ascontiguousarray(image), m_cv, (ow, oh), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                              borderMode=cv2.BORDER_REPLICATE)
-        return out.astype(np.float32)
+        return out.astype(np.float32).reshape(out_hw + image.shape[2:])   # OpenCV drops a single channel axis
     ys, xs = np.mgrid[0:oh, 0:ow].astype(np.float64)
     # Pixel centres: output pixel (i, j) covers [j, j+1) x [i, i+1).
     px = inv[0, 0] * (xs + 0.5) + inv[0, 1] * (ys + 0.5) + inv[0, 2] - 0.5
