@@ -30,7 +30,7 @@ def import_run(kind: str, weights: str, config, out: str) -> str:
     from jaxmoda.config import to_json
     from jaxmoda.convert.core import unflatten
     from jaxmoda.eval.weights import read_state_dict
-    from jaxmoda.io.atomic import atomic_path
+    from jaxmoda.io.atomic import write_text
     from jaxmoda.tasks import get_task
     from jaxmoda.train.checkpoint import export_params, param_signature
     from jaxmoda.train.state import abstract_model
@@ -51,8 +51,7 @@ def import_run(kind: str, weights: str, config, out: str) -> str:
     meta = {"model_name": kind, "params": param_signature(pure), "step": 0, "imported_from": os.path.abspath(weights),
             "config": config.to_dict()}
     export_params(os.path.join(out, "export"), unflatten(flat), meta)
-    with atomic_path(os.path.join(out, "config.json")) as tmp, open(tmp, "w") as f:
-        f.write(to_json(config))
+    write_text(os.path.join(out, "config.json"), to_json(config))
     return summary
 
 

@@ -153,8 +153,6 @@ def encode_latents(dvae_workdir: str, out: str, *, data_cfg=None, num: int = 0, 
 FORMAT = "jaxmoda.d2it.latents/1"
 
 
-
-
 def main(argv: list[str]) -> int:
     from jaxmoda.config import load_config, split_overrides
     overrides, rest = split_overrides(argv)

@@ -36,14 +36,14 @@ def _json_default(obj: Any) -> Any:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """Yields a temporary path beside `path`; on success it replaces `path`, on error it is removed."""
     from jaxmoda.errors import WorkdirError
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=f".tmp{suffix}", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     except OSError as e:
         raise WorkdirError(f"cannot write {path}: {e.strerror}; choose a writable folder") from None
     try:
@@ -58,27 +58,28 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
             os.remove(tmp)
 
 
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
+    """An open file that replaces `path` when the block ends without error, flushed to disk first."""
+    with atomic_path(path) as tmp, open(tmp, mode) as f:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+    with atomic_open(path) as f:
+        f.write(text)
 
 
 def write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2, **dump_kw: Any) -> None:
     """`obj` as JSON (json.dump's keywords; NumPy values and paths are converted, other objects refused)."""
     dump_kw.setdefault("default", _json_default)
-    with atomic_path(path) as tmp:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=indent, **dump_kw)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
+    with atomic_open(path) as f:
+        json.dump(obj, f, indent=indent, **dump_kw)
+        f.write("\n")
 
 
 def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-    with atomic_path(path, ".npz") as tmp:  # np.savez appends .npz to names without it
-        np.savez(tmp, **arrays)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+    with atomic_open(path, "wb") as f:   # a file object: np.savez adds no .npz suffix
+        np.savez(f, **arrays)

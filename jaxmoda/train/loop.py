@@ -96,8 +96,6 @@ def _architecture(model: dict, prefix: str = "") -> dict:
     return flat
 
 
-
-
 def model_meta(config: ConfigDict, params: Any, opt_state: Any = None) -> dict:
     meta = {"model_name": config.model.name, "model": config.model.to_dict(), "params": param_signature(params)}
     if opt_state is not None:
