@@ -6,8 +6,8 @@
 # 256-px renderer at LivePortrait's widths, float32) only when named: on one H100 its compile and
 # steps at batch 16 did not finish within T=100 s, so give it T=300. T (default 150 s) limits each
 # benchmark; D2_SHORT=1 skips the third D²iT run. On an 80 GB card the region layout at batch 256
-# does not fit (106 GiB); it fails with an out-of-memory line and the script goes on. Writes $OUT/results.jsonl (one JSON object per
-# check) and $OUT/env.txt.
+# does not fit (106 GiB); it fails with an out-of-memory line and the script goes on.
+# Writes $OUT/results.jsonl (one JSON object per check) and $OUT/env.txt.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-accel_out}

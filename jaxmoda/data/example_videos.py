@@ -62,6 +62,7 @@ def compare_with_truth(records: str, truth_path: str) -> dict:
     from array_record.python.array_record_module import ArrayRecordReader
 
     from jaxmoda.data import synthtalk
+    from jaxmoda.data.videos import clip_start
     from jaxmoda.errors import DataError
     from jaxmoda.moda import motion as mo
     with np.load(truth_path) as f:
@@ -71,7 +72,7 @@ def compare_with_truth(records: str, truth_path: str) -> dict:
         reader = ArrayRecordReader(shard)
         for rec in reader.read_all():
             clip = synthtalk.read_clip(rec)
-            start = int(str(clip["text"]).rsplit(" frames ", 1)[1].split("-")[0])
+            start = clip_start(str(clip["text"]))
             got.setdefault(str(clip["voice"]), {})[start] = np.asarray(clip["motion"])
         reader.close()
     if not got:

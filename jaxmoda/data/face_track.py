@@ -49,7 +49,7 @@ def track_faces(path: str, indices: np.ndarray, opts: Options) -> tuple[np.ndarr
     t = np.arange(len(indices))
     hits = probe[found]
     det = np.stack([b for b in boxes if b is not None])
-    for k in range(4):  # boxes between detections (and where none was found) by interpolation, then a centred moving average
+    for k in range(4):  # interpolate between detections (and over misses), then a centred moving average
         arr[:, k] = np.interp(t, hits, det[:, k])
         if opts.smooth > 1:
             pad = opts.smooth // 2

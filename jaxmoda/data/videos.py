@@ -178,6 +178,16 @@ def aligned_audio(wave: np.ndarray, audio_start: float, video_start: float, num_
     return out
 
 
+def clip_label(rel: str, start: int, stop: int) -> str:
+    """A clip record's `text`: the video and its frame range, read back by `clip_start`."""
+    return f"{rel} frames {start}-{stop}"
+
+
+def clip_start(label: str) -> int:
+    """The first video frame of a clip record, from its `text` (`clip_label`)."""
+    return int(label.rsplit(" frames ", 1)[1].split("-")[0])
+
+
 def clip_bounds(num_frames: int, clip_frames: int) -> list[tuple[int, int]]:
     bounds = [(a, min(a + clip_frames, num_frames)) for a in range(0, num_frames, clip_frames)]
     return [(a, b) for a, b in bounds if b - a >= WINDOW]
@@ -220,7 +230,7 @@ def process_video(path: str, rel: str, part_dir: str, extractor, opts: Options, 
         clips_w.write(synthtalk.encode_clip({
             "audio": wave[per * a:per * b], "motion": motion[a:b], "emotion": emotion, "emotion_intensity": 1.0,
             "identity": x_c[a:b].mean(0), "identity_id": -1, "voice": rel, "sentence_ids": empty_i,
-            "text": f"{rel} frames {a}-{b}", "split": split, "held_out_voice": False, "held_out_sentence": False,
+            "text": clip_label(rel, a, b), "split": split, "held_out_voice": False, "held_out_sentence": False,
             "rate_wpm": 0, "pitch": 0, "seed": 0, "phone_start": empty_f, "phone_end": empty_f, "phone_id": empty_i,
             "phone_stress": np.zeros(0, np.int8), "blink_times": empty_f, "sample_rate": SAMPLE_RATE,
             "fps": int(round(opts.fps))}))
